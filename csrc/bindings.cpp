@@ -1,0 +1,428 @@
+// bindings.cpp — the Python boundary of fastnn._C. Every argument is checked here, with
+// a message naming it, what was expected and what came (Error -> ValueError); kernels
+// then assume valid input. Inputs are converted to C-contiguous float32 on the way in;
+// the GIL is released around every kernel call.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "common.h"
+#include "cpu/dispatch.h"
+#include "cpu/threads.h"
+#include "ops.h"
+#ifdef FASTNN_WITH_CUDA
+#include "cuda/device.h"
+#endif
+
+namespace py = pybind11;
+using fastnn::fail;
+using fastnn::shape_str;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using LabelArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// Rank and non-empty dimensions; `layout` names the axes, e.g. "(N, H, W, C)".
+void check_array(const py::array& a, const char* name, int rank, const char* layout) {
+  if (a.ndim() != rank) {
+    fail(name, " must be a ", rank, "-D array ", layout, ", got shape ", shape_str(shape_of(a)));
+  }
+  for (int i = 0; i < rank; ++i) {
+    if (a.shape(i) == 0) {
+      fail(name, " must not be empty: every dimension of ", layout, " must be >= 1, got shape ",
+           shape_str(shape_of(a)));
+    }
+  }
+}
+
+void check_shape(const py::array& a, const char* name, const std::vector<int64_t>& expected,
+                 const char* why) {
+  if (shape_of(a) != expected) {
+    fail(name, " must have shape ", shape_str(expected), " (", why, "), got ",
+         shape_str(shape_of(a)));
+  }
+}
+
+void check_positive(int64_t value, const char* name) {
+  if (value < 1) fail(name, " must be >= 1, got ", value);
+}
+
+// A writable float32 C-contiguous array that an op updates in place.
+py::array_t<float> in_place(const py::array& a, const char* name) {
+  if (!a.dtype().is(py::dtype::of<float>())) {
+    fail(name, " must be a float32 array (it is updated in place), got dtype ",
+         std::string(py::str(a.dtype())));
+  }
+  if (!(a.flags() & py::array::c_style)) fail(name, " must be C-contiguous (it is updated in place)");
+  if (!a.writeable()) fail(name, " must be writable (it is updated in place)");
+  return py::reinterpret_borrow<py::array_t<float>>(a);
+}
+
+fastnn::Exec exec_with(fastnn::AlignedBuffer& workspace, int64_t floats, int threads) {
+  workspace.resize(std::max<int64_t>(floats, 1));
+  return {threads, workspace.data()};
+}
+
+// ---- convolution ----------------------------------------------------------------------
+
+// Keras's output size and leading pad for one spatial axis.
+void conv_axis(int64_t size, int64_t kernel, int64_t stride, bool same, const char* axis,
+               const char* what, int64_t& out, int64_t& pad_before) {
+  if (same) {
+    out = (size + stride - 1) / stride;
+    pad_before = std::max<int64_t>((out - 1) * stride + kernel - size, 0) / 2;
+    return;
+  }
+  if (kernel > size) {
+    fail(what, " ", axis, " (", kernel, ") is larger than the input ", axis, " (", size,
+         ") with padding='valid'");
+  }
+  out = (size - kernel) / stride + 1;
+  pad_before = 0;
+}
+
+bool parse_padding(const std::string& padding) {
+  if (padding == "same") return true;
+  if (padding == "valid") return false;
+  fail("padding must be 'valid' or 'same', got '", padding, "'");
+}
+
+fastnn::Conv2dGeometry conv_geometry(const py::array& x, const py::array& w, int64_t stride_h,
+                                     int64_t stride_w, const std::string& padding) {
+  check_array(x, "x", 4, "(N, H, W, C_in)");
+  check_array(w, "w", 4, "(KH, KW, C_in, C_out)");
+  check_positive(stride_h, "strides[0]");
+  check_positive(stride_w, "strides[1]");
+  const bool same = parse_padding(padding);
+  if (w.shape(2) != x.shape(3)) {
+    fail("w has ", w.shape(2), " input channels (axis 2 of HWIO shape ", shape_str(shape_of(w)),
+         ") but x has ", x.shape(3), " channels (axis 3 of NHWC shape ", shape_str(shape_of(x)), ")");
+  }
+  fastnn::Conv2dGeometry g{};
+  g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.cin = x.shape(3);
+  g.kh = w.shape(0), g.kw = w.shape(1), g.cout = w.shape(3);
+  g.stride_h = stride_h, g.stride_w = stride_w;
+  conv_axis(g.h, g.kh, stride_h, same, "height", "kernel", g.oh, g.pad_top);
+  conv_axis(g.w, g.kw, stride_w, same, "width", "kernel", g.ow, g.pad_left);
+  return g;
+}
+
+FloatArray conv2d(const FloatArray& x, const FloatArray& w, std::optional<FloatArray> b,
+                  int64_t stride_h, int64_t stride_w, const std::string& padding, bool relu) {
+  const fastnn::Conv2dGeometry g = conv_geometry(x, w, stride_h, stride_w, padding);
+  if (b) check_shape(*b, "b", {g.cout}, "one bias per output channel of w");
+  FloatArray y({g.n, g.oh, g.ow, g.cout});
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex = exec_with(ws, fastnn::conv2d_forward_workspace(g, threads), threads);
+  const float* bias = b ? b->data() : nullptr;
+  float* out = y.mutable_data();
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().conv2d_forward(g, x.data(), w.data(), bias, relu, out, ex);
+  return y;
+}
+
+py::tuple conv2d_backward(const FloatArray& x, const FloatArray& w, const FloatArray& dy,
+                          int64_t stride_h, int64_t stride_w, const std::string& padding) {
+  const fastnn::Conv2dGeometry g = conv_geometry(x, w, stride_h, stride_w, padding);
+  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, "the shape of conv2d's output");
+  FloatArray dx(shape_of(x)), dw(shape_of(w)), db(std::vector<int64_t>{g.cout});
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex =
+      exec_with(ws,
+                std::max(fastnn::conv2d_backward_data_workspace(g, threads),
+                         fastnn::conv2d_backward_filter_workspace(g, threads)),
+                threads);
+  float *dx_p = dx.mutable_data(), *dw_p = dw.mutable_data(), *db_p = db.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+    k.conv2d_backward_data(g, w.data(), dy.data(), dx_p, ex);
+    k.conv2d_backward_filter(g, x.data(), dy.data(), dw_p, db_p, ex);
+  }
+  return py::make_tuple(dx, dw, db);
+}
+
+// ---- dense and gemm -----------------------------------------------------------------
+
+void check_dense(const FloatArray& x, const FloatArray& w) {
+  check_array(x, "x", 2, "(N, features_in)");
+  check_array(w, "w", 2, "(features_in, features_out)");
+  if (w.shape(0) != x.shape(1)) {
+    fail("w has ", w.shape(0), " input features (axis 0 of shape ", shape_str(shape_of(w)),
+         ") but x has ", x.shape(1), " (axis 1 of shape ", shape_str(shape_of(x)), ")");
+  }
+}
+
+FloatArray dense(const FloatArray& x, const FloatArray& w, std::optional<FloatArray> b, bool relu) {
+  check_dense(x, w);
+  const int64_t n = x.shape(0), in = x.shape(1), out = w.shape(1);
+  if (b) check_shape(*b, "b", {out}, "one bias per output feature of w");
+  FloatArray y({n, out});
+  fastnn::Gemm mm;
+  mm.m = n, mm.n = out, mm.k = in;
+  mm.a = x.data(), mm.lda = in;
+  mm.b = w.data(), mm.ldb = out;
+  mm.c = y.mutable_data(), mm.ldc = out;
+  mm.bias = b ? b->data() : nullptr, mm.relu = relu;
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().gemm(mm, ex);
+  return y;
+}
+
+py::tuple dense_backward(const FloatArray& x, const FloatArray& w, const FloatArray& dy) {
+  check_dense(x, w);
+  const int64_t n = x.shape(0), in = x.shape(1), out = w.shape(1);
+  check_shape(dy, "dy", {n, out}, "the shape of dense's output");
+  FloatArray dx({n, in}), dw({in, out}), db(std::vector<int64_t>{out});
+  fastnn::Gemm data;  // dx (n × in) = dy (n × out) · wᵀ (out × in)
+  data.m = n, data.n = in, data.k = out;
+  data.a = dy.data(), data.lda = out;
+  data.b = w.data(), data.ldb = out, data.trans_b = true;
+  data.c = dx.mutable_data(), data.ldc = in;
+  fastnn::Gemm filter;  // dw (in × out) = xᵀ (in × n) · dy (n × out)
+  filter.m = in, filter.n = out, filter.k = n;
+  filter.a = x.data(), filter.lda = in, filter.trans_a = true;
+  filter.b = dy.data(), filter.ldb = out;
+  filter.c = dw.mutable_data(), filter.ldc = out;
+  float* db_p = db.mutable_data();
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
+  {
+    py::gil_scoped_release nogil;
+    const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+    k.gemm(data, ex);
+    k.gemm(filter, ex);
+    k.sum_rows(n, out, dy.data(), db_p, ex);
+  }
+  return py::make_tuple(dx, dw, db);
+}
+
+FloatArray gemm(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b) {
+  check_array(a, "a", 2, trans_a ? "(K, M)" : "(M, K)");
+  check_array(b, "b", 2, trans_b ? "(N, K)" : "(K, N)");
+  const int64_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t n = trans_b ? b.shape(0) : b.shape(1), kb = trans_b ? b.shape(1) : b.shape(0);
+  if (k != kb) {
+    fail("inner dimensions differ: op(a) is ", m, "x", k, " (a has shape ", shape_str(shape_of(a)),
+         ", trans_a=", trans_a ? "True" : "False", ") but op(b) is ", kb, "x", n,
+         " (b has shape ", shape_str(shape_of(b)), ", trans_b=", trans_b ? "True" : "False", ")");
+  }
+  FloatArray c({m, n});
+  fastnn::Gemm mm;
+  mm.m = m, mm.n = n, mm.k = k;
+  mm.a = a.data(), mm.lda = a.shape(1), mm.trans_a = trans_a;
+  mm.b = b.data(), mm.ldb = b.shape(1), mm.trans_b = trans_b;
+  mm.c = c.mutable_data(), mm.ldc = n;
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().gemm(mm, ex);
+  return c;
+}
+
+// ---- pooling ------------------------------------------------------------------------
+
+fastnn::Pool2dGeometry pool_geometry(const py::array& x, int64_t pool_h, int64_t pool_w,
+                                     int64_t stride_h, int64_t stride_w) {
+  check_array(x, "x", 4, "(N, H, W, C)");
+  check_positive(pool_h, "pool_size[0]");
+  check_positive(pool_w, "pool_size[1]");
+  check_positive(stride_h, "strides[0]");
+  check_positive(stride_w, "strides[1]");
+  if (pool_h * pool_w > std::numeric_limits<int32_t>::max()) fail("pool_size is too large");
+  fastnn::Pool2dGeometry g{};
+  g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
+  g.pool_h = pool_h, g.pool_w = pool_w, g.stride_h = stride_h, g.stride_w = stride_w;
+  int64_t unused;
+  conv_axis(g.h, pool_h, stride_h, false, "height", "pool", g.oh, unused);
+  conv_axis(g.w, pool_w, stride_w, false, "width", "pool", g.ow, unused);
+  return g;
+}
+
+FloatArray maxpool2d(const FloatArray& x, int64_t pool_h, int64_t pool_w, int64_t stride_h,
+                     int64_t stride_w) {
+  const fastnn::Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
+  FloatArray y({g.n, g.oh, g.ow, g.c});
+  std::vector<int32_t> argmax(g.n * g.oh * g.ow * g.c);
+  float* out = y.mutable_data();
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().maxpool2d_forward(g, x.data(), out, argmax.data(),
+                                          {fastnn::get_num_threads(), nullptr});
+  return y;
+}
+
+FloatArray maxpool2d_backward(const FloatArray& x, const FloatArray& dy, int64_t pool_h,
+                              int64_t pool_w, int64_t stride_h, int64_t stride_w) {
+  const fastnn::Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
+  check_shape(dy, "dy", {g.n, g.oh, g.ow, g.c}, "the shape of maxpool2d's output");
+  FloatArray dx(shape_of(x));
+  std::vector<float> y(g.n * g.oh * g.ow * g.c);
+  std::vector<int32_t> argmax(y.size());
+  float* dx_p = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+  const fastnn::Exec ex{fastnn::get_num_threads(), nullptr};
+  k.maxpool2d_forward(g, x.data(), y.data(), argmax.data(), ex);
+  k.maxpool2d_backward(g, dy.data(), argmax.data(), dx_p, ex);
+  return dx;
+}
+
+// ---- relu, softmax cross-entropy, adam ----------------------------------------------
+
+void check_nonempty_any(const py::array& a, const char* name) {
+  if (a.size() == 0) fail(name, " must not be empty, got shape ", shape_str(shape_of(a)));
+}
+
+FloatArray relu(const FloatArray& x) {
+  check_nonempty_any(x, "x");
+  FloatArray y(shape_of(x));
+  float* out = y.mutable_data();
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().relu_forward(x.size(), x.data(), out, {fastnn::get_num_threads(), nullptr});
+  return y;
+}
+
+FloatArray relu_backward(const FloatArray& x, const FloatArray& dy) {
+  check_nonempty_any(x, "x");
+  check_shape(dy, "dy", shape_of(x), "the shape of x");
+  FloatArray dx(shape_of(x));
+  float* out = dx.mutable_data();
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().relu_backward(x.size(), x.data(), dy.data(), out,
+                                      {fastnn::get_num_threads(), nullptr});
+  return dx;
+}
+
+py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labels) {
+  check_array(logits, "logits", 2, "(N, classes)");
+  const int64_t n = logits.shape(0), classes = logits.shape(1);
+  if (labels.ndim() != 1 || labels.shape(0) != n) {
+    fail("labels must have shape (", n, ",) (one integer class per row of logits), got ",
+         shape_str(shape_of(labels)));
+  }
+  std::vector<int32_t> labels32(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = labels.data()[i];
+    if (label < 0 || label >= classes) {
+      fail("labels[", i, "] = ", label, " is out of range: expected 0 <= label < ", classes,
+           " (the number of columns of logits)");
+    }
+    labels32[i] = static_cast<int32_t>(label);
+  }
+  for (int64_t i = 0; i < logits.size(); ++i) {
+    if (!std::isfinite(logits.data()[i])) {
+      fail("logits must be finite, got ", logits.data()[i], " at flat index ", i);
+    }
+  }
+  FloatArray dlogits({n, classes});
+  fastnn::AlignedBuffer ws;
+  const int threads = fastnn::get_num_threads();
+  const fastnn::Exec ex = exec_with(ws, fastnn::softmax_cross_entropy_workspace(n), threads);
+  float* d = dlogits.mutable_data();
+  double loss;
+  {
+    py::gil_scoped_release nogil;
+    loss = fastnn::cpu_kernels().softmax_cross_entropy(n, classes, logits.data(), labels32.data(),
+                                                       d, ex);
+  }
+  return py::make_tuple(loss, dlogits);
+}
+
+void adam_update(const py::array& param_in, const FloatArray& grad, const py::array& m_in,
+                 const py::array& v_in, int64_t step, double lr, double beta_1, double beta_2,
+                 double epsilon) {
+  py::array_t<float> param = in_place(param_in, "param");
+  py::array_t<float> m = in_place(m_in, "m"), v = in_place(v_in, "v");
+  check_nonempty_any(param, "param");
+  check_shape(grad, "grad", shape_of(param), "the shape of param");
+  check_shape(m, "m", shape_of(param), "the shape of param");
+  check_shape(v, "v", shape_of(param), "the shape of param");
+  if (step < 1) fail("step must be >= 1 (Adam counts steps from 1), got ", step);
+  if (!std::isfinite(lr)) fail("lr must be finite, got ", lr);
+  if (!(beta_1 >= 0.0 && beta_1 < 1.0)) fail("beta_1 must be in [0, 1), got ", beta_1);
+  if (!(beta_2 >= 0.0 && beta_2 < 1.0)) fail("beta_2 must be in [0, 1), got ", beta_2);
+  if (!(epsilon >= 0.0) || !std::isfinite(epsilon)) fail("epsilon must be >= 0 and finite, got ", epsilon);
+  const double alpha = lr * std::sqrt(1.0 - std::pow(beta_2, static_cast<double>(step))) /
+                       (1.0 - std::pow(beta_1, static_cast<double>(step)));
+  const fastnn::AdamStep s{static_cast<float>(alpha), static_cast<float>(1.0 - beta_1),
+                           static_cast<float>(1.0 - beta_2), static_cast<float>(epsilon)};
+  float *p = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
+  py::gil_scoped_release nogil;
+  fastnn::cpu_kernels().adam_update(param.size(), p, grad.data(), mp, vp, s,
+                                    {fastnn::get_num_threads(), nullptr});
+}
+
+// ---- build information --------------------------------------------------------------
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = FASTNN_VERSION;
+  info["cpu_isa_available"] = fastnn::cpu_isa_available();
+  info["cpu_isa"] = std::string(fastnn::cpu_kernels().isa);
+  info["num_threads"] = fastnn::get_num_threads();
+  info["max_threads"] = fastnn::max_threads();
+#ifdef FASTNN_WITH_CUDA
+  info["cuda_compiled"] = true;
+  info["cuda_runtime_version"] = fastnn::cuda::runtime_version();
+  const int devices = fastnn::cuda::device_count();
+  info["cuda_devices"] = devices;
+  py::list names;
+  for (int i = 0; i < devices; ++i) names.append(fastnn::cuda::device_name(i));
+  info["cuda_device_names"] = names;
+#else
+  info["cuda_compiled"] = false;
+  info["cuda_devices"] = 0;
+#endif
+  info["compiler"] = __VERSION__;
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastnn's compiled kernels; use fastnn.ops for the checked NumPy API";
+  m.attr("__version__") = FASTNN_VERSION;
+  fastnn::init_cpu_isa_from_env();
+
+  m.def("build_info", &build_info);
+  m.def("get_num_threads", &fastnn::get_num_threads);
+  m.def("set_num_threads", &fastnn::set_num_threads, py::arg("n"));
+  m.def("get_cpu_isa", [] { return std::string(fastnn::cpu_kernels().isa); });
+  m.def("set_cpu_isa", &fastnn::set_cpu_isa, py::arg("name"));
+
+  m.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("b").none(true),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"), py::arg("relu") = false);
+  m.def("conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"));
+  m.def("dense", &dense, py::arg("x"), py::arg("w"), py::arg("b").none(true),
+        py::arg("relu") = false);
+  m.def("dense_backward", &dense_backward, py::arg("x"), py::arg("w"), py::arg("dy"));
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"));
+  m.def("maxpool2d", &maxpool2d, py::arg("x"), py::arg("pool_h"), py::arg("pool_w"),
+        py::arg("stride_h"), py::arg("stride_w"));
+  m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("x"), py::arg("dy"),
+        py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"));
+  m.def("relu", &relu, py::arg("x"));
+  m.def("relu_backward", &relu_backward, py::arg("x"), py::arg("dy"));
+  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"));
+  m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"),
+        py::arg("v"), py::arg("step"), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
+        py::arg("epsilon"));
+}

@@ -1,0 +1,23 @@
+// activation.cpp — ReLU and its gradient, element-wise. Threads take blocks of 16 Ki
+// floats (64 KiB): below that, waking a thread costs more than the work.
+#include "cpu/isa.h"
+#include "cpu/threads.h"
+
+namespace fastnn::cpu::FASTNN_ISA {
+
+constexpr int64_t kBlock = 16384;
+
+void relu_forward(int64_t count, const float* x, float* y, const Exec& ex) {
+  parallel_for_blocks(count, kBlock, ex.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  });
+}
+
+// Zero gradient at x == 0, as TensorFlow and PyTorch define it.
+void relu_backward(int64_t count, const float* x, const float* dy, float* dx, const Exec& ex) {
+  parallel_for_blocks(count, kBlock, ex.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  });
+}
+
+}  // namespace fastnn::cpu::FASTNN_ISA

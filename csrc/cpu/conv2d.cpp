@@ -1,0 +1,152 @@
+// conv2d.cpp — 2-D convolution, NHWC × HWIO, forward and both gradients, as im2col +
+// GEMM per image. An image's im2col matrix has one row per output pixel holding its
+// kh·kw·cin receptive field in HWIO order, so forward is col · W, the data gradient is
+// col2im(dY · Wᵀ) and the filter gradient is colᵀ · dY summed over the batch.
+// Workers take contiguous slices of the batch.
+#include <algorithm>
+
+#include "cpu/isa.h"
+#include "cpu/threads.h"
+
+namespace fastnn::cpu::FASTNN_ISA {
+namespace {
+
+// The kernel columns kj whose input column ox·stride + kj − pad lies inside the image.
+// They are consecutive, and so are their input pixels: one contiguous run of cin floats
+// per kj, i.e. one copy per kernel row.
+struct ColumnRun {
+  int64_t kj_begin, kj_end, iw_begin;
+};
+
+static inline ColumnRun column_run(const Conv2dGeometry& g, int64_t ox) {
+  const int64_t iw0 = ox * g.stride_w - g.pad_left;
+  const int64_t kj_begin = std::max<int64_t>(0, -iw0);
+  const int64_t kj_end = std::min<int64_t>(g.kw, g.w - iw0);
+  return {kj_begin, std::max(kj_begin, kj_end), iw0 + kj_begin};
+}
+
+// One image x (h, w, cin) -> col (oh·ow, kh·kw·cin); padding reads as zero.
+void im2col(const Conv2dGeometry& g, const float* x, float* col) {
+  const int64_t patch = g.patch(), row_len = g.kw * g.cin;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      float* row = col + (oy * g.ow + ox) * patch;
+      const ColumnRun run = column_run(g, ox);
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        float* dst = row + ki * row_len;
+        const int64_t ih = oy * g.stride_h + ki - g.pad_top;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(dst, dst + row_len, 0.0f);
+          continue;
+        }
+        std::fill(dst, dst + run.kj_begin * g.cin, 0.0f);
+        const float* src = x + (ih * g.w + run.iw_begin) * g.cin;
+        std::copy(src, src + (run.kj_end - run.kj_begin) * g.cin, dst + run.kj_begin * g.cin);
+        std::fill(dst + run.kj_end * g.cin, dst + row_len, 0.0f);
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dx (h, w, cin) = Σ over rows of dcol scattered back; padding
+// positions are dropped. Overlapping windows add in a fixed order.
+void col2im(const Conv2dGeometry& g, const float* dcol, float* dx) {
+  const int64_t patch = g.patch(), row_len = g.kw * g.cin;
+  std::fill(dx, dx + g.h * g.w * g.cin, 0.0f);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const float* row = dcol + (oy * g.ow + ox) * patch;
+      const ColumnRun run = column_run(g, ox);
+      const int64_t len = (run.kj_end - run.kj_begin) * g.cin;
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const int64_t ih = oy * g.stride_h + ki - g.pad_top;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* src = row + ki * row_len + run.kj_begin * g.cin;
+        float* dst = dx + (ih * g.w + run.iw_begin) * g.cin;
+        for (int64_t i = 0; i < len; ++i) dst[i] += src[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                    const float* bias, bool relu, float* y, const Exec& ex) {
+  const int64_t rows = g.out_pixels(), patch = g.patch();
+  parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
+    float* col = ex.workspace + worker * conv2d_worker_floats(g);
+    float* pack = col + round_to_line(rows * patch);
+    for (int64_t img = begin; img < end; ++img) {
+      im2col(g, x + img * g.h * g.w * g.cin, col);
+      Gemm mm;  // y_img (rows × cout) = col (rows × patch) · W (patch × cout), + bias, ReLU
+      mm.m = rows, mm.n = g.cout, mm.k = patch;
+      mm.a = col, mm.lda = patch;
+      mm.b = w, mm.ldb = g.cout;
+      mm.c = y + img * rows * g.cout, mm.ldc = g.cout;
+      mm.bias = bias, mm.relu = relu;
+      gemm_serial(mm, pack);
+    }
+  });
+}
+
+void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy,
+                          float* dx, const Exec& ex) {
+  const int64_t rows = g.out_pixels(), patch = g.patch();
+  parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
+    float* dcol = ex.workspace + worker * conv2d_worker_floats(g);
+    float* pack = dcol + round_to_line(rows * patch);
+    for (int64_t img = begin; img < end; ++img) {
+      Gemm mm;  // dcol (rows × patch) = dy_img (rows × cout) · Wᵀ (cout × patch)
+      mm.m = rows, mm.n = patch, mm.k = g.cout;
+      mm.a = dy + img * rows * g.cout, mm.lda = g.cout;
+      mm.b = w, mm.ldb = g.cout, mm.trans_b = true;
+      mm.c = dcol, mm.ldc = patch;
+      gemm_serial(mm, pack);
+      col2im(g, dcol, dx + img * g.h * g.w * g.cin);
+    }
+  });
+}
+
+void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
+                            float* dw, float* db, const Exec& ex) {
+  const int64_t rows = g.out_pixels(), patch = g.patch();
+  const int workers = static_cast<int>(std::min<int64_t>(std::max(ex.threads, 1), g.n));
+  const int64_t worker_floats = conv2d_worker_floats(g) + conv2d_filter_partial_floats(g);
+  parallel_for(g.n, workers, [&](int64_t begin, int64_t end, int worker) {
+    float* dw_part = ex.workspace + worker * worker_floats;
+    float* db_part = dw_part + patch * g.cout;
+    float* col = dw_part + conv2d_filter_partial_floats(g);
+    float* pack = col + round_to_line(rows * patch);
+    std::fill(db_part, db_part + g.cout, 0.0f);
+    for (int64_t img = begin; img < end; ++img) {
+      const float* dy_img = dy + img * rows * g.cout;
+      im2col(g, x + img * g.h * g.w * g.cin, col);
+      Gemm mm;  // dw_part (patch × cout) (+)= colᵀ (patch × rows) · dy_img (rows × cout)
+      mm.m = patch, mm.n = g.cout, mm.k = rows;
+      mm.a = col, mm.lda = patch, mm.trans_a = true;
+      mm.b = dy_img, mm.ldb = g.cout;
+      mm.c = dw_part, mm.ldc = g.cout;
+      mm.accumulate = img != begin;
+      gemm_serial(mm, pack);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < g.cout; ++c) db_part[c] += dy_img[r * g.cout + c];
+      }
+    }
+  });
+  // Sum the partials in worker order; workers own disjoint ranges of the outputs.
+  const int64_t outputs = patch * g.cout + g.cout;
+  parallel_for(outputs, ex.threads, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      float sum = 0.0f;
+      for (int t = 0; t < workers; ++t) sum += ex.workspace[t * worker_floats + i];
+      if (i < patch * g.cout) {
+        dw[i] = sum;
+      } else {
+        db[i - patch * g.cout] = sum;
+      }
+    }
+  });
+}
+
+}  // namespace fastnn::cpu::FASTNN_ISA

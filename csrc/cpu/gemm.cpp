@@ -1,0 +1,186 @@
+// gemm.cpp — single-precision GEMM (Goto's packed scheme) and the column sums that give
+// a dense or conv layer its bias gradient. A kc×nc panel of op(B) is packed into NR-wide
+// strips, an mc×kc block of op(A) into MR-tall strips, and each pair of strips is
+// multiplied in an MR×NR register tile: 6 rows × 2 vectors = 12 accumulators, plus 2
+// B vectors and 1 broadcast, fit the 16 vector registers of SSE2 and AVX2.
+#include <algorithm>
+
+#include "cpu/isa.h"
+#include "cpu/threads.h"
+
+namespace fastnn::cpu::FASTNN_ISA {
+namespace {
+
+constexpr int64_t MR = 6;
+constexpr int64_t NR = 2 * kLanes;
+static_assert(kGemmMC % MR == 0 && kGemmNC % NR == 0, "blocks must hold whole strips");
+
+// op(A)[i0:i0+mc, p0:p0+kc] -> MR-row strips, each stored p-major (MR floats per p).
+// Rows past the edge are zero so the micro-kernel never branches.
+void pack_a(const Gemm& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    const int64_t rows = std::min(MR, mc - ir);
+    if (rows < MR) std::fill(dst, dst + MR * kc, 0.0f);
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t row = i0 + ir + i;
+      if (g.trans_a) {  // A is k×m: element (row, p) at a[p·lda + row]
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = g.a[(p0 + p) * g.lda + row];
+      } else {
+        const float* src = g.a + row * g.lda + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
+      }
+    }
+  }
+}
+
+// op(B)[p0:p0+kc, j0:j0+nc] -> NR-column strips, each stored p-major (NR floats per p).
+void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+    const int64_t cols = std::min(NR, nc - jr);
+    if (cols < NR) std::fill(dst, dst + NR * kc, 0.0f);
+    if (g.trans_b) {  // B is n×k: element (p, col) at b[col·ldb + p]
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = g.b + (j0 + jr + j) * g.ldb + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+      }
+    } else {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = g.b + (p0 + p) * g.ldb + j0 + jr;
+        std::copy(src, src + cols, dst + p * NR);
+      }
+    }
+  }
+}
+
+struct Epilogue {
+  bool overwrite;       // first K block and not accumulating: C = tile, else C += tile
+  const float* bias;    // non-null only on the last K block
+  bool relu;            // only on the last K block
+};
+
+static inline vfloat finish(vfloat v, const float* c, const float* bias, const Epilogue& e) {
+  if (!e.overwrite) v += load(c);
+  if (e.bias) v += load(bias);
+  if (e.relu) v = v > 0.0f ? v : vfloat{};
+  return v;
+}
+
+// C[rows×cols] (+)= a_strip · b_strip over kc, then the epilogue.
+void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                  int64_t rows, int64_t cols, const Epilogue& e) {
+  vfloat acc[MR][2] = {};
+  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+    const vfloat b0 = load(b), b1 = load(b + kLanes);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const vfloat ai = broadcast(a[i]);
+      acc[i][0] += ai * b0;
+      acc[i][1] += ai * b1;
+    }
+  }
+  if (rows == MR && cols == NR) {
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * ldc;
+      store(ci, finish(acc[i][0], ci, e.bias, e));
+      store(ci + kLanes, finish(acc[i][1], ci + kLanes, e.bias ? e.bias + kLanes : nullptr, e));
+    }
+    return;
+  }
+  float tile[MR][NR];  // edge tile: spill and finish element by element
+  for (int i = 0; i < MR; ++i) {
+    store(tile[i], acc[i][0]);
+    store(tile[i] + kLanes, acc[i][1]);
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      float v = tile[i][j];
+      if (!e.overwrite) v += c[i * ldc + j];
+      if (e.bias) v += e.bias[j];
+      if (e.relu) v = v > 0.0f ? v : 0.0f;
+      c[i * ldc + j] = v;
+    }
+  }
+}
+
+}  // namespace
+
+// One thread's GEMM. Every element's sum runs over K in the same fixed blocks, so the
+// bits do not depend on how the caller split M or N among threads.
+void gemm_serial(const Gemm& g, float* pack) {
+  float* packed_b = pack;
+  float* packed_a = pack + kGemmKC * kGemmNC;
+  for (int64_t j0 = 0; j0 < g.n; j0 += kGemmNC) {
+    const int64_t nc = std::min(kGemmNC, g.n - j0);
+    for (int64_t p0 = 0; p0 < g.k; p0 += kGemmKC) {
+      const int64_t kc = std::min(kGemmKC, g.k - p0);
+      const bool first = p0 == 0, last = p0 + kc == g.k;
+      pack_b(g, p0, kc, j0, nc, packed_b);
+      for (int64_t i0 = 0; i0 < g.m; i0 += kGemmMC) {
+        const int64_t mc = std::min(kGemmMC, g.m - i0);
+        pack_a(g, i0, mc, p0, kc, packed_a);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const Epilogue e{first && !g.accumulate, last && g.bias ? g.bias + j0 + jr : nullptr,
+                           last && g.relu};
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc,
+                         g.c + (i0 + ir) * g.ldc + j0 + jr, g.ldc, std::min(MR, mc - ir),
+                         std::min(NR, nc - jr), e);
+          }
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// The sub-problem of rows [i0, i1) of C.
+Gemm rows_of(const Gemm& g, int64_t i0, int64_t i1) {
+  Gemm s = g;
+  s.m = i1 - i0;
+  s.a = g.trans_a ? g.a + i0 : g.a + i0 * g.lda;
+  s.c = g.c + i0 * g.ldc;
+  return s;
+}
+
+// The sub-problem of columns [j0, j1) of C.
+Gemm cols_of(const Gemm& g, int64_t j0, int64_t j1) {
+  Gemm s = g;
+  s.n = j1 - j0;
+  s.b = g.trans_b ? g.b + j0 * g.ldb : g.b + j0;
+  s.c = g.c + j0;
+  if (g.bias) s.bias = g.bias + j0;
+  return s;
+}
+
+}  // namespace
+
+void gemm(const Gemm& g, const Exec& ex) {
+  // Split whichever side has more register strips; workers get whole strips.
+  const int64_t row_strips = (g.m + MR - 1) / MR, col_strips = (g.n + NR - 1) / NR;
+  const bool split_rows = row_strips >= col_strips;
+  parallel_for(split_rows ? row_strips : col_strips, ex.threads,
+               [&](int64_t begin, int64_t end, int worker) {
+                 float* pack = ex.workspace + worker * kGemmPackFloats;
+                 if (split_rows) {
+                   gemm_serial(rows_of(g, begin * MR, std::min(end * MR, g.m)), pack);
+                 } else {
+                   gemm_serial(cols_of(g, begin * NR, std::min(end * NR, g.n)), pack);
+                 }
+               });
+}
+
+// out[j] = Σ_i x[i, j], rows summed in order; workers own disjoint column ranges.
+void sum_rows(int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex) {
+  const int64_t chunks = (cols + kLanes - 1) / kLanes;
+  parallel_for(chunks, ex.threads, [&](int64_t begin, int64_t end, int) {
+    const int64_t j0 = begin * kLanes, j1 = std::min(end * kLanes, cols);
+    std::fill(out + j0, out + j1, 0.0f);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* row = x + i * cols;
+      for (int64_t j = j0; j < j1; ++j) out[j] += row[j];
+    }
+  });
+}
+
+}  // namespace fastnn::cpu::FASTNN_ISA

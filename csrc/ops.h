@@ -1,0 +1,125 @@
+// ops.h — the op interface every backend implements: raw pointers plus shapes, no
+// allocation. Callers size the scratch memory with the *_workspace functions below and
+// pass it in through Exec, so a compiled network can allocate everything once.
+#pragma once
+
+#include <cstdint>
+
+namespace fastnn {
+
+// How a kernel may run: the number of threads it may use and its scratch memory.
+struct Exec {
+  int threads = 1;
+  float* workspace = nullptr;
+};
+
+// C[m×n] = op(A)[m×k] · op(B)[k×n], row-major with leading dimensions. op(A) = Aᵀ when
+// trans_a (then A is stored k×m). The epilogue runs once the full sum is formed:
+// C += product when accumulate, then + bias[col], then ReLU.
+struct Gemm {
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  bool trans_a = false;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  bool trans_b = false;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;
+  const float* bias = nullptr;
+  bool relu = false;
+};
+
+// Blocking shared by every ISA (Goto's scheme). A kc×nc panel of B is packed once and
+// reused by every mc-row block of A: kc·nc·4 B = 512 KiB sits in L2, an mc×kc block of
+// A (96 KiB) streams through L1/L2. mc and nc are multiples of every ISA's MR and NR.
+constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmMC = 96;
+constexpr int64_t kGemmNC = 512;
+constexpr int64_t kGemmPackFloats = kGemmKC * (kGemmMC + kGemmNC);
+
+// NHWC input (n, h, w, cin), HWIO filter (kh, kw, cin, cout), NHWC output (n, oh, ow,
+// cout). pad_top/pad_left are the zero rows/columns before the input ('same' padding);
+// those after it are implied by the output size.
+struct Conv2dGeometry {
+  int64_t n, h, w, cin;
+  int64_t kh, kw, cout;
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_left;
+  int64_t oh, ow;
+  int64_t patch() const { return kh * kw * cin; }   // one im2col row
+  int64_t out_pixels() const { return oh * ow; }    // im2col rows per image
+};
+
+// NHWC max-pooling with 'valid' padding.
+struct Pool2dGeometry {
+  int64_t n, h, w, c;
+  int64_t pool_h, pool_w;
+  int64_t stride_h, stride_w;
+  int64_t oh, ow;
+};
+
+// Keras Adam: alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) is formed once per step by the caller, and
+// so are 1-β₁ and 1-β₂, in double: 1 - 0.999f in float is off by 1.3e-5 relative.
+struct AdamStep {
+  float alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
+};
+
+// One table per CPU ISA path; dispatch.cpp picks one at run time.
+struct CpuKernels {
+  const char* isa;
+  void (*gemm)(const Gemm& g, const Exec& ex);
+  void (*sum_rows)(int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex);
+  void (*conv2d_forward)(const Conv2dGeometry& g, const float* x, const float* w,
+                         const float* bias, bool relu, float* y, const Exec& ex);
+  void (*conv2d_backward_data)(const Conv2dGeometry& g, const float* w, const float* dy,
+                               float* dx, const Exec& ex);
+  void (*conv2d_backward_filter)(const Conv2dGeometry& g, const float* x, const float* dy,
+                                 float* dw, float* db, const Exec& ex);
+  void (*maxpool2d_forward)(const Pool2dGeometry& g, const float* x, float* y,
+                            int32_t* argmax, const Exec& ex);
+  void (*maxpool2d_backward)(const Pool2dGeometry& g, const float* dy,
+                             const int32_t* argmax, float* dx, const Exec& ex);
+  void (*relu_forward)(int64_t count, const float* x, float* y, const Exec& ex);
+  void (*relu_backward)(int64_t count, const float* x, const float* dy, float* dx,
+                        const Exec& ex);
+  double (*softmax_cross_entropy)(int64_t n, int64_t classes, const float* logits,
+                                  const int32_t* labels, float* dlogits, const Exec& ex);
+  void (*adam_update)(int64_t count, float* param, const float* grad, float* m, float* v,
+                      const AdamStep& step, const Exec& ex);
+};
+
+// ---- scratch sizes (floats), for `threads` workers --------------------------------
+// Each worker's share starts on a 64-byte boundary.
+
+static inline int64_t round_to_line(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+static inline int64_t gemm_workspace(int threads) { return threads * kGemmPackFloats; }
+
+// Per worker: one image's im2col matrix (out_pixels × patch) and GEMM packing.
+static inline int64_t conv2d_worker_floats(const Conv2dGeometry& g) {
+  return round_to_line(g.out_pixels() * g.patch()) + kGemmPackFloats;
+}
+
+static inline int64_t conv2d_forward_workspace(const Conv2dGeometry& g, int threads) {
+  return threads * conv2d_worker_floats(g);
+}
+
+static inline int64_t conv2d_backward_data_workspace(const Conv2dGeometry& g, int threads) {
+  return threads * conv2d_worker_floats(g);
+}
+
+// Each worker also keeps a partial dW and db over its slice of the batch; the partials
+// are summed in worker order, so the result never depends on timing.
+static inline int64_t conv2d_filter_partial_floats(const Conv2dGeometry& g) {
+  return round_to_line(g.patch() * g.cout + g.cout);
+}
+
+static inline int64_t conv2d_backward_filter_workspace(const Conv2dGeometry& g, int threads) {
+  return threads * (conv2d_worker_floats(g) + conv2d_filter_partial_floats(g));
+}
+
+static inline int64_t softmax_cross_entropy_workspace(int64_t n) { return n; }
+
+}  // namespace fastnn

@@ -1,0 +1,44 @@
+"""fastnn: hand-written C++/CUDA kernels for training small CNNs, under the Keras API.
+
+``fastnn.ops`` runs each kernel alone on NumPy arrays, ``fastnn.reference`` is the NumPy
+specification every kernel is tested against, ``fastnn.datasets`` loads MNIST and
+Fashion-MNIST.
+"""
+from fastnn import _C
+from fastnn import datasets, ops, reference
+
+__version__ = _C.__version__
+__all__ = ["build_info", "datasets", "get_cpu_isa", "get_num_threads", "ops", "reference",
+           "set_cpu_isa", "set_num_threads"]
+
+
+def build_info():
+    """What this build of fastnn has and uses: version, CPU ISA paths, CUDA, threads."""
+    return _C.build_info()
+
+
+def get_num_threads():
+    """The number of threads the CPU kernels use."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n):
+    """Use ``n`` threads in the CPU kernels (default: the cores this process may use)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    _C.set_num_threads(n)
+
+
+def get_cpu_isa():
+    """The CPU kernel path in use: 'portable', 'avx2' or 'avx512'."""
+    return _C.get_cpu_isa()
+
+
+def set_cpu_isa(name):
+    """Force a CPU kernel path, as the environment variable FASTNN_ISA does at import.
+
+    Raises ValueError if the name is unknown or this CPU lacks the instructions.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"set_cpu_isa: name must be a str, got {type(name).__name__}")
+    _C.set_cpu_isa(name)

@@ -1,0 +1,194 @@
+"""Each fastnn kernel alone, NumPy in and NumPy out, on the CPU.
+
+The functions mirror ``fastnn.reference`` one for one. Inputs of any real dtype and any
+memory layout are converted to C-contiguous float32; outputs are float32. Layouts are
+Keras's: activations NHWC, conv weights HWIO (kh, kw, c_in, c_out), dense weights
+(in, out). Bad arguments raise ``TypeError`` (wrong kind of value) or ``ValueError``
+(wrong shape or range), each naming the argument, what was expected and what came.
+"""
+import numbers
+
+import numpy as np
+
+from fastnn import _C
+
+__all__ = ["adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward", "gemm",
+           "maxpool2d", "maxpool2d_backward", "relu", "relu_backward", "softmax_cross_entropy"]
+
+_MAX_WINDOW = 1 << 30  # strides and pool sizes beyond this are certainly mistakes
+
+
+def _floats(value, name):
+    """A C-contiguous float32 array holding ``value`` (no copy when it already is one)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.flags.c_contiguous:
+        return value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of real numbers: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _optional_floats(value, name):
+    return None if value is None else _floats(value, name)
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not 1 <= value <= _MAX_WINDOW:
+        raise ValueError(f"{name} must be >= 1, got {value}" if value < 1
+                         else f"{name} must be <= {_MAX_WINDOW}, got {value}")
+    return int(value)
+
+
+def _pair(value, name):
+    """An int or a pair of ints (height, width), as Keras accepts for sizes and strides."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
+        return (_positive_int(value[0], f"{name}[0]"), _positive_int(value[1], f"{name}[1]"))
+    size = _positive_int(value, name)
+    return size, size
+
+
+def _padding(value):
+    if not isinstance(value, str) or value.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {value!r}")
+    return value.lower()
+
+
+def _bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _labels(labels):
+    """Integer class indices as int64; integral floats are accepted, as Keras does."""
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"labels must be an array of integer class indices: {error}") from None
+    if array.ndim == 2 and array.shape[1] > 1:
+        raise ValueError(f"labels must be integer class indices of shape (N,), got shape "
+                         f"{array.shape}; for one-hot labels pass labels.argmax(axis=1)")
+    if array.dtype.kind == "f":
+        integral = np.isfinite(array) & (array == np.round(array))
+        if not integral.all():
+            bad = np.flatnonzero(~integral.ravel())[0]
+            raise ValueError(f"labels must be integer class indices, got {array.ravel()[bad]!r} "
+                             f"at index {bad}")
+        array = array.astype(np.int64)
+    elif array.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _in_place(value, name):
+    """A float32 C-contiguous array to update: ``value`` itself or a working copy."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array (adam_update updates it in place), "
+                        f"got {type(value).__name__}")
+    if value.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {value.dtype}")
+    if not value.flags.writeable:
+        raise ValueError(f"{name} must be writable (adam_update updates it in place)")
+    if value.dtype == np.float32 and value.flags.c_contiguous:
+        return value
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+# ---- convolution ------------------------------------------------------------------------
+
+def conv2d(x, w, b, strides=(1, 1), padding="valid"):
+    """y = x ⋆ w + b. x (N, H, W, C_in), w (KH, KW, C_in, C_out), b (C_out,) or None."""
+    sh, sw = _pair(strides, "strides")
+    return _C.conv2d(_floats(x, "x"), _floats(w, "w"), _optional_floats(b, "b"), sh, sw,
+                     _padding(padding))
+
+
+def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid"):
+    """Gradients (dx, dw, db) of sum(conv2d(x, w, b) * dy)."""
+    sh, sw = _pair(strides, "strides")
+    return _C.conv2d_backward(_floats(x, "x"), _floats(w, "w"), _floats(dy, "dy"), sh, sw,
+                              _padding(padding))
+
+
+# ---- dense and gemm ---------------------------------------------------------------------
+
+def dense(x, w, b):
+    """y = x @ w + b. x (N, in), w (in, out), b (out,) or None."""
+    return _C.dense(_floats(x, "x"), _floats(w, "w"), _optional_floats(b, "b"))
+
+
+def dense_backward(x, w, dy):
+    """Gradients (dx, dw, db) of sum(dense(x, w, b) * dy)."""
+    return _C.dense_backward(_floats(x, "x"), _floats(w, "w"), _floats(dy, "dy"))
+
+
+def gemm(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b), where op transposes when trans_a / trans_b is set."""
+    return _C.gemm(_floats(a, "a"), _floats(b, "b"), _bool(trans_a, "trans_a"),
+                   _bool(trans_b, "trans_b"))
+
+
+# ---- pooling ----------------------------------------------------------------------------
+
+def _pool_args(pool_size, strides):
+    ph, pw = _pair(pool_size, "pool_size")
+    sh, sw = (ph, pw) if strides is None else _pair(strides, "strides")
+    return ph, pw, sh, sw
+
+
+def maxpool2d(x, pool_size=(2, 2), strides=None):
+    """Max over each pool window of x (N, H, W, C), padding 'valid'; strides default to pool_size."""
+    return _C.maxpool2d(_floats(x, "x"), *_pool_args(pool_size, strides))
+
+
+def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None):
+    """dx: each output's gradient goes to the first maximum of its window (row-major)."""
+    return _C.maxpool2d_backward(_floats(x, "x"), _floats(dy, "dy"), *_pool_args(pool_size, strides))
+
+
+# ---- activations and loss ---------------------------------------------------------------
+
+def relu(x):
+    """max(x, 0), element-wise, any shape."""
+    return _C.relu(_floats(x, "x"))
+
+
+def relu_backward(x, dy):
+    """dy where x > 0, else 0."""
+    return _C.relu_backward(_floats(x, "x"), _floats(dy, "dy"))
+
+
+def softmax_cross_entropy(logits, labels):
+    """(loss, dlogits): mean cross-entropy of softmax(logits) (N, C) against int labels (N,),
+    and its gradient (softmax - onehot) / N."""
+    loss, dlogits = _C.softmax_cross_entropy(_floats(logits, "logits"), _labels(labels))
+    return loss, dlogits
+
+
+# ---- optimizer --------------------------------------------------------------------------
+
+def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """One Adam step (Keras's form) updating param, m and v in place; step counts from 1."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (Adam counts steps from 1), got {step}")
+    hyper = {}
+    for name, value in (("lr", lr), ("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        hyper[name] = float(value)
+    originals = (param, m, v)
+    work = [_in_place(a, name) for a, name in zip(originals, ("param", "m", "v"))]
+    _C.adam_update(work[0], _floats(grad, "grad"), work[1], work[2], min(int(step), 2**62),
+                   hyper["lr"], hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+    for original, updated in zip(originals, work):
+        if updated is not original:
+            original[...] = updated
