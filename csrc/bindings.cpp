@@ -14,6 +14,7 @@
 #include "common.h"
 #include "cpu/dispatch.h"
 #include "cpu/threads.h"
+#include "engine/net.h"
 #include "ops.h"
 #ifdef FASTNN_WITH_CUDA
 #include "cuda/device.h"
@@ -69,26 +70,26 @@ py::array_t<float> in_place(const py::array& a, const char* name) {
 }
 
 fastnn::Exec exec_with(fastnn::AlignedBuffer& workspace, int64_t floats, int threads) {
-  workspace.resize(std::max<int64_t>(floats, 1));
+  try {
+    workspace.resize(std::max<int64_t>(floats, 1));
+  } catch (const std::bad_alloc&) {
+    const std::string message = "out of memory: this op needs " +
+                                std::to_string(floats * 4.0 / (1 << 30)) + " GiB of scratch memory";
+    PyErr_SetString(PyExc_MemoryError, message.c_str());
+    throw py::error_already_set();
+  }
   return {threads, workspace.data()};
 }
 
 // ---- convolution ----------------------------------------------------------------------
 
-// Keras's output size and leading pad for one spatial axis.
+// Keras's output size and leading pad for one spatial axis, or an error naming it.
 void conv_axis(int64_t size, int64_t kernel, int64_t stride, bool same, const char* axis,
                const char* what, int64_t& out, int64_t& pad_before) {
-  if (same) {
-    out = (size + stride - 1) / stride;
-    pad_before = std::max<int64_t>((out - 1) * stride + kernel - size, 0) / 2;
-    return;
-  }
-  if (kernel > size) {
+  if (!fastnn::conv_output_size(size, kernel, stride, same, &out, &pad_before)) {
     fail(what, " ", axis, " (", kernel, ") is larger than the input ", axis, " (", size,
          ") with padding='valid'");
   }
-  out = (size - kernel) / stride + 1;
-  pad_before = 0;
 }
 
 bool parse_padding(const std::string& padding) {
@@ -246,13 +247,15 @@ fastnn::Pool2dGeometry pool_geometry(const py::array& x, int64_t pool_h, int64_t
   check_positive(pool_w, "pool_size[1]");
   check_positive(stride_h, "strides[0]");
   check_positive(stride_w, "strides[1]");
-  if (pool_h * pool_w > std::numeric_limits<int32_t>::max()) fail("pool_size is too large");
   fastnn::Pool2dGeometry g{};
   g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
   g.pool_h = pool_h, g.pool_w = pool_w, g.stride_h = stride_h, g.stride_w = stride_w;
   int64_t unused;
   conv_axis(g.h, pool_h, stride_h, false, "height", "pool", g.oh, unused);
   conv_axis(g.w, pool_w, stride_w, false, "width", "pool", g.ow, unused);
+  if (pool_h * pool_w > std::numeric_limits<int32_t>::max()) {
+    fail("pool_size (", pool_h, ", ", pool_w, ") has more than 2**31 - 1 elements per window");
+  }
   return g;
 }
 
@@ -369,6 +372,189 @@ void adam_update(const py::array& param_in, const FloatArray& grad, const py::ar
                                     {fastnn::get_num_threads(), nullptr});
 }
 
+
+// ---- the engine ---------------------------------------------------------------------
+
+// dict[key] as T, or an error naming the layer and the key.
+template <class T>
+T field(const py::dict& d, const char* key, const std::string& where) {
+  if (!d.contains(key)) fail(where, " is missing '", key, "'");
+  try {
+    return d[key].cast<T>();
+  } catch (const py::cast_error&) {
+    fail(where, ": '", key, "' has the wrong type (", std::string(py::str(py::type::of(d[key]))), ")");
+  }
+}
+
+std::pair<int64_t, int64_t> field_pair(const py::dict& d, const char* key, const std::string& where) {
+  const auto pair = field<std::vector<int64_t>>(d, key, where);
+  if (pair.size() != 2) fail(where, ": '", key, "' must be a pair, got ", pair.size(), " values");
+  return {pair[0], pair[1]};
+}
+
+fastnn::Activation parse_activation(const py::dict& d, const std::string& where) {
+  const std::string name = d.contains("activation") ? field<std::string>(d, "activation", where) : "linear";
+  if (name == "linear") return fastnn::Activation::Linear;
+  if (name == "relu") return fastnn::Activation::Relu;
+  if (name == "softmax") return fastnn::Activation::Softmax;
+  fail(where, ": unknown activation '", name, "' (expected 'linear', 'relu' or 'softmax')");
+}
+
+fastnn::LayerSpec parse_layer(const py::dict& d, size_t index) {
+  using Kind = fastnn::LayerSpec::Kind;
+  const std::string where = "layer " + std::to_string(index);
+  const std::string type = field<std::string>(d, "type", where);
+  fastnn::LayerSpec spec{};
+  if (type == "conv2d") {
+    spec.kind = Kind::Conv2d;
+    spec.units = field<int64_t>(d, "filters", where);
+    std::tie(spec.kh, spec.kw) = field_pair(d, "kernel_size", where);
+    std::tie(spec.sh, spec.sw) = field_pair(d, "strides", where);
+    spec.same = parse_padding(field<std::string>(d, "padding", where));
+    spec.activation = parse_activation(d, where);
+    spec.use_bias = field<bool>(d, "use_bias", where);
+  } else if (type == "maxpool2d") {
+    spec.kind = Kind::MaxPool2d;
+    std::tie(spec.kh, spec.kw) = field_pair(d, "pool_size", where);
+    std::tie(spec.sh, spec.sw) = field_pair(d, "strides", where);
+  } else if (type == "flatten") {
+    spec.kind = Kind::Flatten;
+  } else if (type == "dense") {
+    spec.kind = Kind::Dense;
+    spec.units = field<int64_t>(d, "units", where);
+    spec.activation = parse_activation(d, where);
+    spec.use_bias = field<bool>(d, "use_bias", where);
+  } else if (type == "dropout") {
+    spec.kind = Kind::Dropout;
+    spec.rate = field<double>(d, "rate", where);
+  } else {
+    fail(where, ": unknown type '", type, "' (expected conv2d, maxpool2d, flatten, dense or dropout)");
+  }
+  return spec;
+}
+
+fastnn::OptimizerSpec parse_optimizer(const py::dict& d) {
+  fastnn::OptimizerSpec spec;
+  const std::string type = field<std::string>(d, "type", "optimizer");
+  spec.learning_rate = field<double>(d, "learning_rate", "optimizer");
+  if (type == "adam") {
+    spec.kind = fastnn::OptimizerSpec::Kind::Adam;
+    spec.beta_1 = field<double>(d, "beta_1", "optimizer");
+    spec.beta_2 = field<double>(d, "beta_2", "optimizer");
+    spec.epsilon = field<double>(d, "epsilon", "optimizer");
+  } else if (type == "sgd") {
+    spec.kind = fastnn::OptimizerSpec::Kind::Sgd;
+    spec.momentum = field<double>(d, "momentum", "optimizer");
+    spec.nesterov = field<bool>(d, "nesterov", "optimizer");
+  } else {
+    fail("optimizer: unknown type '", type, "' (expected 'adam' or 'sgd')");
+  }
+  return spec;
+}
+
+std::unique_ptr<fastnn::Net> make_net(const py::list& layers, const std::vector<int64_t>& input_shape,
+                                      const py::dict& optimizer) {
+  std::vector<fastnn::LayerSpec> specs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (!py::isinstance<py::dict>(layers[i])) fail("layer ", i, " must be a dict");
+    specs.push_back(parse_layer(layers[i].cast<py::dict>(), i));
+  }
+  return std::make_unique<fastnn::Net>(std::move(specs), input_shape, parse_optimizer(optimizer));
+}
+
+// A batch for the net: x (n, *input_shape) and, when given, labels (n,) in range.
+int64_t check_batch(fastnn::Net& net, const FloatArray& x, const std::optional<LabelArray>& labels,
+                    std::vector<int32_t>& labels32) {
+  std::vector<int64_t> expected{x.ndim() > 0 ? x.shape(0) : 0};
+  for (int64_t d : net.input_shape()) expected.push_back(d);
+  if (x.ndim() == 0 || shape_of(x) != expected) {
+    std::vector<int64_t> per_sample(net.input_shape());
+    fail("x must have shape (N, ", shape_str(per_sample).substr(1), " (the model's input shape ",
+         shape_str(per_sample), " with a batch axis), got ", shape_str(shape_of(x)));
+  }
+  const int64_t n = x.shape(0);
+  if (n == 0) fail("x must not be empty: the batch has 0 samples");
+  if (!labels) return n;
+  if (labels->ndim() != 1 || labels->shape(0) != n) {
+    fail("labels must have shape (", n, ",) (one class index per sample), got ",
+         shape_str(shape_of(*labels)));
+  }
+  labels32.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = labels->data()[i];
+    if (label < 0 || label >= net.classes()) {
+      fail("labels[", i, "] = ", label, " is out of range: the model has ", net.classes(),
+           " outputs, so labels must be in [0, ", net.classes(), ")");
+    }
+    labels32[i] = static_cast<int32_t>(label);
+  }
+  return n;
+}
+
+// Arrays that view the net's own memory; they keep the net alive.
+py::list views(py::object owner, fastnn::Net& net, float* base) {
+  py::list out;
+  for (const fastnn::ParameterSlot& slot : net.parameter_slots()) {
+    out.append(py::array_t<float>(slot.shape, base + slot.offset, owner));
+  }
+  return out;
+}
+
+void bind_net(py::module_& m) {
+  using fastnn::Net;
+  py::class_<Net>(m, "Net", "The compiled training plan (see csrc/engine/CONTRACT.md)")
+      .def(py::init(&make_net), py::arg("layers"), py::arg("input_shape"), py::arg("optimizer"))
+      .def("parameters", [](py::object self) {
+        Net& net = self.cast<Net&>();
+        return views(self, net, net.parameters());
+      })
+      .def("optimizer_state", [](py::object self) {
+        Net& net = self.cast<Net&>();
+        py::list out;
+        for (int s = 0; s < net.optimizer_slot_count(); ++s) {
+          for (py::handle a : views(self, net, net.optimizer_state(s))) out.append(a);
+        }
+        return out;
+      })
+      .def_readwrite("iterations", &Net::iterations)
+      .def_readwrite("learning_rate", &Net::learning_rate)
+      .def("seed", [](Net& net, uint64_t seed) { net.seed = seed; }, py::arg("seed"))
+      .def("output_shapes", [](const Net& net) {
+        py::list out;
+        for (const auto& shape : net.output_shapes()) out.append(py::tuple(py::cast(shape)));
+        return out;
+      })
+      .def_property_readonly("parameter_count", &Net::parameter_count)
+      .def("train_step", [](Net& net, const FloatArray& x, const LabelArray& labels) {
+        std::vector<int32_t> labels32;
+        const int64_t n = check_batch(net, x, labels, labels32);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(net.mutex);
+        const fastnn::BatchResult r = net.train_step(x.data(), labels32.data(), n);
+        return std::make_pair(r.loss, r.correct);
+      }, py::arg("x"), py::arg("labels"))
+      .def("evaluate", [](Net& net, const FloatArray& x, const LabelArray& labels) {
+        std::vector<int32_t> labels32;
+        const int64_t n = check_batch(net, x, labels, labels32);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(net.mutex);
+        const fastnn::BatchResult r = net.evaluate(x.data(), labels32.data(), n);
+        return std::make_pair(r.loss, r.correct);
+      }, py::arg("x"), py::arg("labels"))
+      .def("predict", [](Net& net, const FloatArray& x) {
+        std::vector<int32_t> unused;
+        const int64_t n = check_batch(net, x, std::nullopt, unused);
+        FloatArray out({n, net.classes()});
+        float* p = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(net.mutex);
+          net.predict(x.data(), n, p);
+        }
+        return out;
+      }, py::arg("x"));
+}
+
 // ---- build information --------------------------------------------------------------
 
 py::dict build_info() {
@@ -422,6 +608,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("relu", &relu, py::arg("x"));
   m.def("relu_backward", &relu_backward, py::arg("x"), py::arg("dy"));
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"));
+  bind_net(m);
   m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"),
         py::arg("v"), py::arg("step"), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
         py::arg("epsilon"));

@@ -52,6 +52,23 @@ struct Conv2dGeometry {
   int64_t out_pixels() const { return oh * ow; }    // im2col rows per image
 };
 
+// Keras's output size along one axis: 'same' gives ceil(size / stride) and pads the
+// total (out − 1)·stride + kernel − size, the odd one at the end; 'valid' needs
+// kernel <= size (returns false otherwise) and gives (size − kernel) / stride + 1.
+static inline bool conv_output_size(int64_t size, int64_t kernel, int64_t stride, bool same,
+                                    int64_t* out, int64_t* pad_before) {
+  if (same) {
+    *out = (size + stride - 1) / stride;
+    const int64_t total = (*out - 1) * stride + kernel - size;
+    *pad_before = total > 0 ? total / 2 : 0;
+    return true;
+  }
+  if (kernel > size) return false;
+  *out = (size - kernel) / stride + 1;
+  *pad_before = 0;
+  return true;
+}
+
 // NHWC max-pooling with 'valid' padding.
 struct Pool2dGeometry {
   int64_t n, h, w, c;
@@ -65,6 +82,29 @@ struct Pool2dGeometry {
 struct AdamStep {
   float alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
 };
+
+// Keras SGD; velocity is null when momentum is 0.
+struct SgdStep {
+  float learning_rate, momentum;
+  bool nesterov;
+};
+
+// Dropout keeps x[i] with probability 1 − rate, scaled by 1/(1 − rate). Element i's coin
+// is a hash of (stream, i), so masks depend on neither timing nor thread count:
+// u_i = (splitmix64(stream + i) >> 40) · 2⁻²⁴, keep when u_i >= rate, i.e. when the
+// 24-bit integer (splitmix64(stream + i) >> 40) >= threshold = ceil(rate · 2²⁴) (exact).
+struct DropoutStep {
+  uint32_t threshold;
+  float scale;  // 1/(1 − rate), rounded to float once
+  uint64_t stream;
+};
+
+static inline uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 // One table per CPU ISA path; dispatch.cpp picks one at run time.
 struct CpuKernels {
@@ -84,10 +124,17 @@ struct CpuKernels {
   void (*relu_forward)(int64_t count, const float* x, float* y, const Exec& ex);
   void (*relu_backward)(int64_t count, const float* x, const float* dy, float* dx,
                         const Exec& ex);
+  // Writes x · mask into y and the mask (0 or 1/(1 − rate)) into mask.
+  void (*dropout_forward)(int64_t count, const float* x, float* y, float* mask,
+                          const DropoutStep& step, const Exec& ex);
+  void (*softmax)(int64_t n, int64_t classes, const float* logits, float* probs,
+                  const Exec& ex);
   double (*softmax_cross_entropy)(int64_t n, int64_t classes, const float* logits,
                                   const int32_t* labels, float* dlogits, const Exec& ex);
   void (*adam_update)(int64_t count, float* param, const float* grad, float* m, float* v,
                       const AdamStep& step, const Exec& ex);
+  void (*sgd_update)(int64_t count, float* param, const float* grad, float* velocity,
+                     const SgdStep& step, const Exec& ex);
 };
 
 // ---- scratch sizes (floats), for `threads` workers --------------------------------
@@ -102,12 +149,17 @@ static inline int64_t conv2d_worker_floats(const Conv2dGeometry& g) {
   return round_to_line(g.out_pixels() * g.patch()) + kGemmPackFloats;
 }
 
+// Convolutions split the batch, so at most n workers take part.
+static inline int64_t conv2d_workers(const Conv2dGeometry& g, int threads) {
+  return threads < g.n ? threads : g.n;
+}
+
 static inline int64_t conv2d_forward_workspace(const Conv2dGeometry& g, int threads) {
-  return threads * conv2d_worker_floats(g);
+  return conv2d_workers(g, threads) * conv2d_worker_floats(g);
 }
 
 static inline int64_t conv2d_backward_data_workspace(const Conv2dGeometry& g, int threads) {
-  return threads * conv2d_worker_floats(g);
+  return conv2d_workers(g, threads) * conv2d_worker_floats(g);
 }
 
 // Each worker also keeps a partial dW and db over its slice of the batch; the partials
@@ -117,7 +169,7 @@ static inline int64_t conv2d_filter_partial_floats(const Conv2dGeometry& g) {
 }
 
 static inline int64_t conv2d_backward_filter_workspace(const Conv2dGeometry& g, int threads) {
-  return threads * (conv2d_worker_floats(g) + conv2d_filter_partial_floats(g));
+  return conv2d_workers(g, threads) * (conv2d_worker_floats(g) + conv2d_filter_partial_floats(g));
 }
 
 static inline int64_t softmax_cross_entropy_workspace(int64_t n) { return n; }

@@ -1,4 +1,5 @@
-// activation.cpp — ReLU and its gradient, element-wise. Threads take blocks of 16 Ki
+// activation.cpp — element-wise layers: ReLU and its gradient, dropout (whose gradient is
+// the same multiply by the stored mask). Threads take blocks of 16 Ki
 // floats (64 KiB): below that, waking a thread costs more than the work.
 #include "cpu/isa.h"
 #include "cpu/threads.h"
@@ -17,6 +18,17 @@ void relu_forward(int64_t count, const float* x, float* y, const Exec& ex) {
 void relu_backward(int64_t count, const float* x, const float* dy, float* dx, const Exec& ex) {
   parallel_for_blocks(count, kBlock, ex.threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  });
+}
+
+void dropout_forward(int64_t count, const float* x, float* y, float* mask,
+                     const DropoutStep& step, const Exec& ex) {
+  parallel_for_blocks(count, kBlock, ex.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const bool keep = (splitmix64(step.stream + static_cast<uint64_t>(i)) >> 40) >= step.threshold;
+      mask[i] = keep ? step.scale : 0.0f;
+      y[i] = x[i] * mask[i];
+    }
   });
 }
 

@@ -57,10 +57,15 @@ void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t*
 void relu_forward(int64_t count, const float* x, float* y, const Exec& ex);
 void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
                    const Exec& ex);
+void dropout_forward(int64_t count, const float* x, float* y, float* mask,
+                     const DropoutStep& step, const Exec& ex);
+void softmax(int64_t n, int64_t classes, const float* logits, float* probs, const Exec& ex);
 double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
                              const int32_t* labels, float* dlogits, const Exec& ex);
 void adam_update(int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamStep& step, const Exec& ex);
+void sgd_update(int64_t count, float* param, const float* grad, float* velocity,
+                const SgdStep& step, const Exec& ex);
 
 extern const CpuKernels kernels;
 

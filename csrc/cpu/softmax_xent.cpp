@@ -9,6 +9,25 @@
 
 namespace fastnn::cpu::FASTNN_ISA {
 
+// Row-wise softmax, for predictions.
+void softmax(int64_t n, int64_t classes, const float* logits, float* probs, const Exec& ex) {
+  parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* z = logits + i * classes;
+      float* p = probs + i * classes;
+      float max = z[0];
+      for (int64_t j = 1; j < classes; ++j) max = z[j] > max ? z[j] : max;
+      float sum = 0.0f;
+      for (int64_t j = 0; j < classes; ++j) {
+        p[j] = std::exp(z[j] - max);
+        sum += p[j];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < classes; ++j) p[j] *= inv;
+    }
+  });
+}
+
 double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
                              const int32_t* labels, float* dlogits, const Exec& ex) {
   float* row_loss = ex.workspace;

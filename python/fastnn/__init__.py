@@ -4,6 +4,8 @@
 specification every kernel is tested against, ``fastnn.datasets`` loads MNIST and
 Fashion-MNIST.
 """
+import numbers
+
 from fastnn import _C
 from fastnn import datasets, ops, reference
 
@@ -24,9 +26,11 @@ def get_num_threads():
 
 def set_num_threads(n):
     """Use ``n`` threads in the CPU kernels (default: the cores this process may use)."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    _C.set_num_threads(n)
+    if n > 1024:  # before the C++ int conversion, which cannot name the problem
+        raise ValueError(f"num_threads must be <= 1024, got {n}")
+    _C.set_num_threads(int(n))
 
 
 def get_cpu_isa():

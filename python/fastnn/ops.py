@@ -16,6 +16,7 @@ __all__ = ["adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward"
            "maxpool2d", "maxpool2d_backward", "relu", "relu_backward", "softmax_cross_entropy"]
 
 _MAX_WINDOW = 1 << 30  # strides and pool sizes beyond this are certainly mistakes
+_MAX_LABEL = 1 << 31   # class indices beyond this are certainly mistakes
 
 
 def _floats(value, name):
@@ -28,7 +29,7 @@ def _floats(value, name):
         raise TypeError(f"{name} must be an array of real numbers: {error}") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.asarray(array, dtype=np.float32, order="C")  # keeps 0-d arrays 0-d
 
 
 def _optional_floats(value, name):
@@ -46,6 +47,8 @@ def _positive_int(value, name):
 
 def _pair(value, name):
     """An int or a pair of ints (height, width), as Keras accepts for sizes and strides."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
@@ -55,7 +58,9 @@ def _pair(value, name):
 
 
 def _padding(value):
-    if not isinstance(value, str) or value.lower() not in ("valid", "same"):
+    if not isinstance(value, str):
+        raise TypeError(f"padding must be 'valid' or 'same', got {value!r} (a {type(value).__name__}, not a str)")
+    if value.lower() not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {value!r}")
     return value.lower()
 
@@ -72,19 +77,23 @@ def _labels(labels):
         array = np.asarray(labels)
     except (TypeError, ValueError) as error:
         raise TypeError(f"labels must be an array of integer class indices: {error}") from None
-    if array.ndim == 2 and array.shape[1] > 1:
+    if array.ndim == 2 and array.shape[1] == 1:  # (N, 1), as Keras's sparse losses accept
+        array = array[:, 0]
+    elif array.ndim == 2:
         raise ValueError(f"labels must be integer class indices of shape (N,), got shape "
                          f"{array.shape}; for one-hot labels pass labels.argmax(axis=1)")
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"labels must be integer class indices, got dtype {array.dtype}")
     if array.dtype.kind == "f":
         integral = np.isfinite(array) & (array == np.round(array))
         if not integral.all():
             bad = np.flatnonzero(~integral.ravel())[0]
-            raise ValueError(f"labels must be integer class indices, got {array.ravel()[bad]!r} "
-                             f"at index {bad}")
-        array = array.astype(np.int64)
-    elif array.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integer class indices, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.int64)
+            raise ValueError(f"labels must be integer class indices, got "
+                             f"{float(array.ravel()[bad])} at index {bad}")
+    if array.dtype.kind in "uf" and array.size and array.max() > _MAX_LABEL:
+        bad = int(np.argmax(array.ravel()))
+        raise ValueError(f"labels[{bad}] = {array.ravel()[bad]} is out of range for a class index")
+    return np.asarray(array, dtype=np.int64, order="C")
 
 
 def _in_place(value, name):
@@ -98,7 +107,7 @@ def _in_place(value, name):
         raise ValueError(f"{name} must be writable (adam_update updates it in place)")
     if value.dtype == np.float32 and value.flags.c_contiguous:
         return value
-    return np.ascontiguousarray(value, dtype=np.float32)
+    return np.asarray(value, dtype=np.float32, order="C")
 
 
 # ---- convolution ------------------------------------------------------------------------
@@ -184,7 +193,10 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsi
     for name, value in (("lr", lr), ("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-        hyper[name] = float(value)
+        try:
+            hyper[name] = float(value)
+        except OverflowError:
+            raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
     originals = (param, m, v)
     work = [_in_place(a, name) for a, name in zip(originals, ("param", "m", "v"))]
     _C.adam_update(work[0], _floats(grad, "grad"), work[1], work[2], min(int(step), 2**62),

@@ -1,0 +1,396 @@
+// net.cpp — the training step of a Sequential stack, on the CPU kernels:
+//   forward:  each layer writes its post-activation output into its own buffer
+//             (Flatten and inference-time Dropout only alias their input);
+//   loss:     softmax + cross-entropy fused, giving dlogits;
+//   backward: two ping-pong gradient buffers; a fused ReLU is undone by masking with
+//             the layer's output (relu(z) > 0 exactly when z > 0); the first layer
+//             skips its input gradient;
+//   update:   Adam or SGD over the flat parameter buffer in one pass.
+#include "engine/net.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu/dispatch.h"
+#include "cpu/threads.h"
+
+namespace fastnn {
+namespace {
+
+const char* kind_name(LayerSpec::Kind kind) {
+  switch (kind) {
+    case LayerSpec::Kind::Conv2d: return "conv2d";
+    case LayerSpec::Kind::MaxPool2d: return "maxpool2d";
+    case LayerSpec::Kind::Flatten: return "flatten";
+    case LayerSpec::Kind::Dense: return "dense";
+    case LayerSpec::Kind::Dropout: return "dropout";
+  }
+  return "?";
+}
+
+int64_t product(const std::vector<int64_t>& shape) {
+  int64_t p = 1;
+  for (int64_t d : shape) p *= d;
+  return p;
+}
+
+}  // namespace
+
+// ---- construction: shapes, parameter layout, checks --------------------------------
+
+Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer)
+    : learning_rate(optimizer.learning_rate), input_shape_(std::move(input_shape)),
+      optimizer_(optimizer) {
+  if (layers.empty()) fail("the model has no layers");
+  if (input_shape_.size() != 3 && input_shape_.size() != 1) {
+    fail("input_shape must be (height, width, channels) or (features,), got ",
+         shape_str(input_shape_));
+  }
+  for (int64_t d : input_shape_) {
+    if (d < 1) fail("input_shape dimensions must be >= 1, got ", shape_str(input_shape_));
+  }
+  std::vector<int64_t> shape = input_shape_;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer layer;
+    layer.spec = layers[i];
+    const LayerSpec& spec = layer.spec;
+    const std::string where = "layer " + std::to_string(i) + " (" + kind_name(spec.kind) + ")";
+    const bool last = i + 1 == layers.size();
+    layer.in_shape = shape;
+    if (spec.activation == Activation::Softmax && !last) {
+      fail(where, ": softmax is supported only as the activation of the last layer");
+    }
+    switch (spec.kind) {
+      case LayerSpec::Kind::Conv2d:
+      case LayerSpec::Kind::MaxPool2d: {
+        if (shape.size() != 3) {
+          fail(where, " needs a per-sample input of shape (height, width, channels), got ",
+               shape_str(shape));
+        }
+        const bool conv = spec.kind == LayerSpec::Kind::Conv2d;
+        if (conv && spec.units < 1) fail(where, ": filters must be >= 1, got ", spec.units);
+        if (spec.kh < 1 || spec.kw < 1 || spec.sh < 1 || spec.sw < 1) {
+          fail(where, ": window and strides must be >= 1, got window (", spec.kh, ", ", spec.kw,
+               ") strides (", spec.sh, ", ", spec.sw, ")");
+        }
+        int64_t oh, ow, pad;
+        const bool same = conv && spec.same;
+        if (!conv_output_size(shape[0], spec.kh, spec.sh, same, &oh, &pad) ||
+            !conv_output_size(shape[1], spec.kw, spec.sw, same, &ow, &pad)) {
+          fail(where, ": its ", conv ? "kernel" : "pool", " (", spec.kh, ", ", spec.kw,
+               ") is larger than its input ", shape_str(shape), " with padding='valid'");
+        }
+        shape = {oh, ow, conv ? spec.units : shape[2]};
+        if (conv) {
+          layer.kernel = parameter_count_;
+          slots_.push_back({{spec.kh, spec.kw, layer.in_shape[2], spec.units}, parameter_count_,
+                            spec.kh * spec.kw * layer.in_shape[2] * spec.units});
+          parameter_count_ += slots_.back().size;
+        }
+        break;
+      }
+      case LayerSpec::Kind::Flatten:
+        shape = {product(shape)};
+        break;
+      case LayerSpec::Kind::Dense:
+        if (shape.size() != 1) {
+          fail(where, " needs a flat per-sample input (features,), got ", shape_str(shape),
+               ": add a Flatten layer before it");
+        }
+        if (spec.units < 1) fail(where, ": units must be >= 1, got ", spec.units);
+        layer.kernel = parameter_count_;
+        slots_.push_back({{shape[0], spec.units}, parameter_count_, shape[0] * spec.units});
+        parameter_count_ += slots_.back().size;
+        shape = {spec.units};
+        break;
+      case LayerSpec::Kind::Dropout:
+        if (!(spec.rate >= 0.0 && spec.rate < 1.0)) {
+          fail(where, ": rate must be in [0, 1), got ", spec.rate);
+        }
+        break;
+    }
+    const bool has_weights =
+        spec.kind == LayerSpec::Kind::Conv2d || spec.kind == LayerSpec::Kind::Dense;
+    if (has_weights && spec.use_bias) {
+      layer.bias = parameter_count_;
+      slots_.push_back({{spec.units}, parameter_count_, spec.units});
+      parameter_count_ += spec.units;
+    }
+    if (!has_weights && spec.activation != Activation::Linear) {
+      fail(where, " takes no activation");
+    }
+    layer.out_shape = shape;
+    layer.in_size = product(layer.in_shape);
+    layer.out_size = product(shape);
+    layers_.push_back(std::move(layer));
+  }
+  const Layer& head = layers_.back();
+  if (head.spec.kind != LayerSpec::Kind::Dense || head.spec.activation == Activation::Relu) {
+    fail("the last layer must be a Dense layer with activation 'softmax' (or 'linear' for logits), "
+         "got layer ", layers_.size() - 1, " (", kind_name(head.spec.kind), ")",
+         head.spec.activation == Activation::Relu ? " with activation 'relu'" : "");
+  }
+  switch (optimizer_.kind) {
+    case OptimizerSpec::Kind::Adam:
+      if (!(optimizer_.beta_1 >= 0 && optimizer_.beta_1 < 1)) fail("Adam beta_1 must be in [0, 1), got ", optimizer_.beta_1);
+      if (!(optimizer_.beta_2 >= 0 && optimizer_.beta_2 < 1)) fail("Adam beta_2 must be in [0, 1), got ", optimizer_.beta_2);
+      if (!(optimizer_.epsilon >= 0)) fail("Adam epsilon must be >= 0, got ", optimizer_.epsilon);
+      break;
+    case OptimizerSpec::Kind::Sgd:
+      if (!(optimizer_.momentum >= 0 && optimizer_.momentum <= 1)) fail("SGD momentum must be in [0, 1], got ", optimizer_.momentum);
+      break;
+  }
+  if (!std::isfinite(learning_rate)) fail("learning_rate must be finite, got ", learning_rate);
+
+  const int64_t count = std::max<int64_t>(parameter_count_, 1);
+  for (AlignedBuffer* buffer : {&params_, &grads_}) {
+    buffer->resize(count);
+    std::fill(buffer->data(), buffer->data() + count, 0.0f);
+  }
+  for (int s = 0; s < optimizer_slot_count(); ++s) {
+    state_[s].resize(count);
+    std::fill(state_[s].data(), state_[s].data() + count, 0.0f);
+  }
+}
+
+int Net::optimizer_slot_count() const {
+  if (optimizer_.kind == OptimizerSpec::Kind::Adam) return 2;
+  return optimizer_.momentum != 0.0 ? 1 : 0;
+}
+
+std::vector<std::vector<int64_t>> Net::output_shapes() const {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const Layer& layer : layers_) shapes.push_back(layer.out_shape);
+  return shapes;
+}
+
+Conv2dGeometry Net::conv_geometry(const Layer& layer, int64_t n) const {
+  Conv2dGeometry g{};
+  g.n = n, g.h = layer.in_shape[0], g.w = layer.in_shape[1], g.cin = layer.in_shape[2];
+  g.kh = layer.spec.kh, g.kw = layer.spec.kw, g.cout = layer.spec.units;
+  g.stride_h = layer.spec.sh, g.stride_w = layer.spec.sw;
+  conv_output_size(g.h, g.kh, g.stride_h, layer.spec.same, &g.oh, &g.pad_top);
+  conv_output_size(g.w, g.kw, g.stride_w, layer.spec.same, &g.ow, &g.pad_left);
+  return g;
+}
+
+Pool2dGeometry Net::pool_geometry(const Layer& layer, int64_t n) const {
+  Pool2dGeometry g{};
+  g.n = n, g.h = layer.in_shape[0], g.w = layer.in_shape[1], g.c = layer.in_shape[2];
+  g.pool_h = layer.spec.kh, g.pool_w = layer.spec.kw;
+  g.stride_h = layer.spec.sh, g.stride_w = layer.spec.sw;
+  g.oh = layer.out_shape[0], g.ow = layer.out_shape[1];
+  return g;
+}
+
+// ---- memory: grown to the largest batch and thread count seen, never per step -------
+
+void Net::reserve(int64_t n, int threads) {
+  if (n > batch_capacity_) {
+    int64_t widest = 0;
+    for (Layer& layer : layers_) {
+      widest = std::max({widest, layer.in_size, layer.out_size});
+      const bool own_output = layer.spec.kind != LayerSpec::Kind::Flatten;
+      if (own_output) layer.out_buffer.resize(n * layer.out_size);
+      if (layer.spec.kind == LayerSpec::Kind::Dropout) layer.mask.resize(n * layer.out_size);
+      if (layer.spec.kind == LayerSpec::Kind::MaxPool2d) layer.argmax.resize(n * layer.out_size);
+    }
+    grad_a_.resize(n * widest);
+    grad_b_.resize(n * widest);
+    batch_capacity_ = n;
+  }
+  int64_t floats = std::max<int64_t>(softmax_cross_entropy_workspace(n), gemm_workspace(threads));
+  int64_t widest_bias = 1;
+  for (const Layer& layer : layers_) {
+    if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
+    const Conv2dGeometry g = conv_geometry(layer, n);
+    floats = std::max({floats, conv2d_forward_workspace(g, threads),
+                       conv2d_backward_data_workspace(g, threads),
+                       conv2d_backward_filter_workspace(g, threads)});
+    widest_bias = std::max(widest_bias, g.cout);
+  }
+  if (floats > workspace_floats_) {
+    workspace_.resize(floats);
+    workspace_floats_ = floats;
+  }
+  scratch_bias_.resize(widest_bias);
+}
+
+// ---- the step ---------------------------------------------------------------------------
+
+const float* Net::forward(const float* x, int64_t n, bool training, const Exec& ex) {
+  const CpuKernels& k = cpu_kernels();
+  const float* in = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = layers_[i];
+    const LayerSpec& spec = layer.spec;
+    float* out = layer.out_buffer.data();
+    const bool relu = spec.activation == Activation::Relu;
+    const float* bias = layer.bias >= 0 ? params_.data() + layer.bias : nullptr;
+    switch (spec.kind) {
+      case LayerSpec::Kind::Conv2d:
+        k.conv2d_forward(conv_geometry(layer, n), in, params_.data() + layer.kernel, bias, relu,
+                         out, ex);
+        break;
+      case LayerSpec::Kind::MaxPool2d:
+        k.maxpool2d_forward(pool_geometry(layer, n), in, out, layer.argmax.data(), ex);
+        break;
+      case LayerSpec::Kind::Flatten:
+        layer.out = in;  // NHWC flattened in C order is the same memory
+        continue;
+      case LayerSpec::Kind::Dense: {
+        Gemm mm;  // out (n × units) = in (n × features) · W (features × units) + b
+        mm.m = n, mm.n = spec.units, mm.k = layer.in_size;
+        mm.a = in, mm.lda = layer.in_size;
+        mm.b = params_.data() + layer.kernel, mm.ldb = spec.units;
+        mm.c = out, mm.ldc = spec.units;
+        mm.bias = bias, mm.relu = relu;
+        k.gemm(mm, ex);
+        break;
+      }
+      case LayerSpec::Kind::Dropout: {
+        if (!training || spec.rate == 0.0) {
+          layer.out = in;
+          continue;
+        }
+        const uint64_t stream =
+            splitmix64(splitmix64(seed) + (static_cast<uint64_t>(i) << 40) +
+                       static_cast<uint64_t>(iterations));
+        const DropoutStep step{static_cast<uint32_t>(std::ceil(spec.rate * 16777216.0)),
+                               static_cast<float>(1.0 / (1.0 - spec.rate)), stream};
+        k.dropout_forward(n * layer.out_size, in, out, layer.mask.data(), step, ex);
+        break;
+      }
+    }
+    layer.out = out;
+    in = out;
+  }
+  return in;
+}
+
+void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
+  const CpuKernels& k = cpu_kernels();
+  float* d = dlogits;  // gradient of the loss wrt the current layer's output
+  for (size_t i = layers_.size(); i-- > 0;) {
+    Layer& layer = layers_[i];
+    const LayerSpec& spec = layer.spec;
+    const float* in = i == 0 ? x : layers_[i - 1].out;
+    const bool need_dx = i > 0;
+    float* other = d == grad_a_.data() ? grad_b_.data() : grad_a_.data();
+    if (spec.activation == Activation::Relu) {
+      k.relu_backward(n * layer.out_size, layer.out, d, d, ex);
+    }
+    float* db = layer.bias >= 0 ? grads_.data() + layer.bias : scratch_bias_.data();
+    switch (spec.kind) {
+      case LayerSpec::Kind::Conv2d: {
+        const Conv2dGeometry g = conv_geometry(layer, n);
+        k.conv2d_backward_filter(g, in, d, grads_.data() + layer.kernel, db, ex);
+        if (need_dx) k.conv2d_backward_data(g, params_.data() + layer.kernel, d, other, ex);
+        d = other;
+        break;
+      }
+      case LayerSpec::Kind::MaxPool2d:
+        if (need_dx) k.maxpool2d_backward(pool_geometry(layer, n), d, layer.argmax.data(), other, ex);
+        d = other;
+        break;
+      case LayerSpec::Kind::Flatten:
+        break;
+      case LayerSpec::Kind::Dense: {
+        Gemm filter;  // dW (features × units) = inᵀ (features × n) · d (n × units)
+        filter.m = layer.in_size, filter.n = spec.units, filter.k = n;
+        filter.a = in, filter.lda = layer.in_size, filter.trans_a = true;
+        filter.b = d, filter.ldb = spec.units;
+        filter.c = grads_.data() + layer.kernel, filter.ldc = spec.units;
+        k.gemm(filter, ex);
+        if (layer.bias >= 0) k.sum_rows(n, spec.units, d, db, ex);
+        if (need_dx) {
+          Gemm data;  // dx (n × features) = d (n × units) · Wᵀ (units × features)
+          data.m = n, data.n = layer.in_size, data.k = spec.units;
+          data.a = d, data.lda = spec.units;
+          data.b = params_.data() + layer.kernel, data.ldb = spec.units, data.trans_b = true;
+          data.c = other, data.ldc = layer.in_size;
+          k.gemm(data, ex);
+        }
+        d = other;
+        break;
+      }
+      case LayerSpec::Kind::Dropout:
+        if (layer.out != in) {  // active this step: the gradient is masked the same way
+          const float* mask = layer.mask.data();
+          parallel_for_blocks(n * layer.out_size, 16384, ex.threads, [&](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) d[j] *= mask[j];
+          });
+        }
+        break;
+    }
+  }
+}
+
+void Net::update(const Exec& ex) {
+  const CpuKernels& k = cpu_kernels();
+  if (optimizer_.kind == OptimizerSpec::Kind::Adam) {
+    const double t = static_cast<double>(iterations + 1);
+    const double alpha = learning_rate * std::sqrt(1.0 - std::pow(optimizer_.beta_2, t)) /
+                         (1.0 - std::pow(optimizer_.beta_1, t));
+    const AdamStep step{static_cast<float>(alpha), static_cast<float>(1.0 - optimizer_.beta_1),
+                        static_cast<float>(1.0 - optimizer_.beta_2),
+                        static_cast<float>(optimizer_.epsilon)};
+    k.adam_update(parameter_count_, params_.data(), grads_.data(), state_[0].data(),
+                  state_[1].data(), step, ex);
+  } else {
+    const SgdStep step{static_cast<float>(learning_rate), static_cast<float>(optimizer_.momentum),
+                       optimizer_.nesterov};
+    k.sgd_update(parameter_count_, params_.data(), grads_.data(),
+                 optimizer_slot_count() ? state_[0].data() : nullptr, step, ex);
+  }
+  ++iterations;
+}
+
+// First maximum wins, as NumPy's argmax.
+int64_t Net::count_correct(const float* logits, const int32_t* labels, int64_t n) const {
+  const int64_t classes = this->classes();
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits + i * classes;
+    correct += std::max_element(row, row + classes) - row == labels[i];
+  }
+  return correct;
+}
+
+BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
+  const int threads = get_num_threads();
+  reserve(n, threads);
+  const Exec ex{threads, workspace_.data()};
+  const float* logits = forward(x, n, /*training=*/true, ex);
+  const double loss =
+      cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), ex);
+  const int64_t correct = count_correct(logits, labels, n);
+  backward(x, grad_a_.data(), n, ex);
+  update(ex);
+  return {loss, correct};
+}
+
+BatchResult Net::evaluate(const float* x, const int32_t* labels, int64_t n) {
+  const int threads = get_num_threads();
+  reserve(n, threads);
+  const Exec ex{threads, workspace_.data()};
+  const float* logits = forward(x, n, /*training=*/false, ex);
+  const double loss =
+      cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), ex);
+  return {loss * static_cast<double>(n), count_correct(logits, labels, n)};
+}
+
+void Net::predict(const float* x, int64_t n, float* out) {
+  const int threads = get_num_threads();
+  reserve(n, threads);
+  const Exec ex{threads, workspace_.data()};
+  const float* logits = forward(x, n, /*training=*/false, ex);
+  if (layers_.back().spec.activation == Activation::Softmax) {
+    cpu_kernels().softmax(n, classes(), logits, out, ex);
+  } else {
+    std::memcpy(out, logits, sizeof(float) * n * classes());
+  }
+}
+
+}  // namespace fastnn
