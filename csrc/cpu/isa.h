@@ -38,7 +38,9 @@ static inline vfloat load(const float* p) {
 
 static inline void store(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
 
-static inline vfloat broadcast(float x) { return vfloat{} + x; }
+// x − (+0) is x for every x (−0 included), so this folds to a plain broadcast; x + 0
+// would not (−0 + 0 = +0) and costs an add on the FMA ports.
+static inline vfloat broadcast(float x) { return x - vfloat{}; }
 
 // The kernels of this path (one file per op family); kernel_table.cpp lists them.
 void gemm(const Gemm& g, const Exec& ex);
