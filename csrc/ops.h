@@ -144,9 +144,17 @@ static inline int64_t round_to_line(int64_t floats) { return (floats + 15) / 16 
 
 static inline int64_t gemm_workspace(int threads) { return threads * kGemmPackFloats; }
 
-// Per worker: one image's im2col matrix (out_pixels × patch) and GEMM packing.
+// Images per GEMM: enough to give the GEMM at least one full mc block of rows, so a
+// small feature map (the seed CNN's third conv has 9 output pixels) does not repack the
+// weights for a handful of rows.
+static inline int64_t conv2d_images_per_gemm(const Conv2dGeometry& g) {
+  const int64_t images = (kGemmMC + g.out_pixels() - 1) / g.out_pixels();
+  return images < g.n ? images : g.n;
+}
+
+// Per worker: the im2col matrix of one group of images and GEMM packing.
 static inline int64_t conv2d_worker_floats(const Conv2dGeometry& g) {
-  return round_to_line(g.out_pixels() * g.patch()) + kGemmPackFloats;
+  return round_to_line(conv2d_images_per_gemm(g) * g.out_pixels() * g.patch()) + kGemmPackFloats;
 }
 
 // Convolutions split the batch, so at most n workers take part.

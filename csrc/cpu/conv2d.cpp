@@ -1,8 +1,9 @@
 // conv2d.cpp — 2-D convolution, NHWC × HWIO, forward and both gradients, as im2col +
-// GEMM per image. An image's im2col matrix has one row per output pixel holding its
-// kh·kw·cin receptive field in HWIO order, so forward is col · W, the data gradient is
-// col2im(dY · Wᵀ) and the filter gradient is colᵀ · dY summed over the batch.
-// Workers take contiguous slices of the batch.
+// GEMM. An image's im2col matrix has one row per output pixel holding its kh·kw·cin
+// receptive field in HWIO order, so forward is col · W, the data gradient is
+// col2im(dY · Wᵀ) and the filter gradient is colᵀ · dY summed over the batch. Workers
+// take contiguous slices of the batch; each GEMM covers a group of consecutive images
+// (conv2d_images_per_gemm), whose im2col rows and outputs are contiguous.
 #include <algorithm>
 
 #include "cpu/isa.h"
@@ -73,17 +74,21 @@ void col2im(const Conv2dGeometry& g, const float* dcol, float* dx) {
 
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                     const float* bias, bool relu, float* y, const Exec& ex) {
-  const int64_t rows = g.out_pixels(), patch = g.patch();
+  const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
+  const int64_t image_floats = g.h * g.w * g.cin;
   parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
     float* col = ex.workspace + worker * conv2d_worker_floats(g);
-    float* pack = col + round_to_line(rows * patch);
-    for (int64_t img = begin; img < end; ++img) {
-      im2col(g, x + img * g.h * g.w * g.cin, col);
-      Gemm mm;  // y_img (rows × cout) = col (rows × patch) · W (patch × cout), + bias, ReLU
-      mm.m = rows, mm.n = g.cout, mm.k = patch;
+    float* pack = col + round_to_line(group * rows * patch);
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t images = std::min(group, end - first);
+      for (int64_t i = 0; i < images; ++i) {
+        im2col(g, x + (first + i) * image_floats, col + i * rows * patch);
+      }
+      Gemm mm;  // y (images·rows × cout) = col (images·rows × patch) · W (patch × cout), + bias, ReLU
+      mm.m = images * rows, mm.n = g.cout, mm.k = patch;
       mm.a = col, mm.lda = patch;
       mm.b = w, mm.ldb = g.cout;
-      mm.c = y + img * rows * g.cout, mm.ldc = g.cout;
+      mm.c = y + first * rows * g.cout, mm.ldc = g.cout;
       mm.bias = bias, mm.relu = relu;
       gemm_serial(mm, pack);
     }
@@ -92,45 +97,51 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
 
 void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy,
                           float* dx, const Exec& ex) {
-  const int64_t rows = g.out_pixels(), patch = g.patch();
+  const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
   parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
     float* dcol = ex.workspace + worker * conv2d_worker_floats(g);
-    float* pack = dcol + round_to_line(rows * patch);
-    for (int64_t img = begin; img < end; ++img) {
-      Gemm mm;  // dcol (rows × patch) = dy_img (rows × cout) · Wᵀ (cout × patch)
-      mm.m = rows, mm.n = patch, mm.k = g.cout;
-      mm.a = dy + img * rows * g.cout, mm.lda = g.cout;
+    float* pack = dcol + round_to_line(group * rows * patch);
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t images = std::min(group, end - first);
+      Gemm mm;  // dcol (images·rows × patch) = dy (images·rows × cout) · Wᵀ (cout × patch)
+      mm.m = images * rows, mm.n = patch, mm.k = g.cout;
+      mm.a = dy + first * rows * g.cout, mm.lda = g.cout;
       mm.b = w, mm.ldb = g.cout, mm.trans_b = true;
       mm.c = dcol, mm.ldc = patch;
       gemm_serial(mm, pack);
-      col2im(g, dcol, dx + img * g.h * g.w * g.cin);
+      for (int64_t i = 0; i < images; ++i) {
+        col2im(g, dcol + i * rows * patch, dx + (first + i) * g.h * g.w * g.cin);
+      }
     }
   });
 }
 
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
                             float* dw, float* db, const Exec& ex) {
-  const int64_t rows = g.out_pixels(), patch = g.patch();
+  const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
   const int workers = static_cast<int>(std::min<int64_t>(std::max(ex.threads, 1), g.n));
   const int64_t worker_floats = conv2d_worker_floats(g) + conv2d_filter_partial_floats(g);
   parallel_for(g.n, workers, [&](int64_t begin, int64_t end, int worker) {
     float* dw_part = ex.workspace + worker * worker_floats;
     float* db_part = dw_part + patch * g.cout;
     float* col = dw_part + conv2d_filter_partial_floats(g);
-    float* pack = col + round_to_line(rows * patch);
+    float* pack = col + round_to_line(group * rows * patch);
     std::fill(db_part, db_part + g.cout, 0.0f);
-    for (int64_t img = begin; img < end; ++img) {
-      const float* dy_img = dy + img * rows * g.cout;
-      im2col(g, x + img * g.h * g.w * g.cin, col);
-      Gemm mm;  // dw_part (patch × cout) (+)= colᵀ (patch × rows) · dy_img (rows × cout)
-      mm.m = patch, mm.n = g.cout, mm.k = rows;
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t images = std::min(group, end - first);
+      const float* dy_group = dy + first * rows * g.cout;
+      for (int64_t i = 0; i < images; ++i) {
+        im2col(g, x + (first + i) * g.h * g.w * g.cin, col + i * rows * patch);
+      }
+      Gemm mm;  // dw_part (patch × cout) (+)= colᵀ (patch × images·rows) · dy (images·rows × cout)
+      mm.m = patch, mm.n = g.cout, mm.k = images * rows;
       mm.a = col, mm.lda = patch, mm.trans_a = true;
-      mm.b = dy_img, mm.ldb = g.cout;
+      mm.b = dy_group, mm.ldb = g.cout;
       mm.c = dw_part, mm.ldc = g.cout;
-      mm.accumulate = img != begin;
+      mm.accumulate = first != begin;
       gemm_serial(mm, pack);
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t c = 0; c < g.cout; ++c) db_part[c] += dy_img[r * g.cout + c];
+      for (int64_t r = 0; r < images * rows; ++r) {
+        for (int64_t c = 0; c < g.cout; ++c) db_part[c] += dy_group[r * g.cout + c];
       }
     }
   });
