@@ -1,17 +1,22 @@
 """fastnn: hand-written C++/CUDA kernels for training small CNNs, under the Keras API.
 
-``fastnn.ops`` runs each kernel alone on NumPy arrays, ``fastnn.reference`` is the NumPy
-specification every kernel is tested against, ``fastnn.datasets`` loads MNIST and
-Fashion-MNIST.
+``fastnn.models.Sequential`` with ``fastnn.layers`` trains as Keras does, on one compiled
+plan (``fastnn._C.Net``); ``fastnn.ops`` runs each kernel alone on NumPy arrays,
+``fastnn.reference`` is the NumPy specification every kernel is tested against,
+``fastnn.datasets`` loads MNIST and Fashion-MNIST.
 """
 import numbers
 
 from fastnn import _C
-from fastnn import datasets, ops, reference
+from fastnn import (callbacks, datasets, layers, losses, metrics, models, ops, optimizers,
+                    reference, utils)
+from fastnn.layers import Input
+from fastnn.models import Sequential, load_model
 
 __version__ = _C.__version__
-__all__ = ["build_info", "datasets", "get_cpu_isa", "get_num_threads", "ops", "reference",
-           "set_cpu_isa", "set_num_threads"]
+__all__ = ["Input", "Sequential", "build_info", "callbacks", "datasets", "get_cpu_isa",
+           "get_num_threads", "layers", "load_model", "losses", "metrics", "models", "ops",
+           "optimizers", "reference", "set_cpu_isa", "set_num_threads", "utils"]
 
 
 def build_info():

@@ -1,0 +1,153 @@
+"""Private helpers of models.Sequential: argument checks, input conversion, batching, and
+the Keras-style progress bar.
+"""
+
+import numbers
+import sys
+import time
+
+import numpy as np
+
+from fastnn import _C
+
+
+def make_net(layer_specs, input_shape, optimizer_spec):
+    """The compiled training plan: one C++ ``_C.Net`` (csrc/engine/CONTRACT.md)."""
+    return _C.Net(layer_specs, input_shape, optimizer_spec)
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+def int_arg(value, what, minimum, default=None):
+    """``value`` as an int >= ``minimum`` (None -> ``default``), else ValueError/TypeError."""
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def verbose_arg(value, where):
+    """Keras's verbose: 'auto' (= 1), 0 silent, 1 progress bar, 2 one line per epoch."""
+    if value == "auto":
+        return 1
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(f"{where}: verbose must be 'auto', 0, 1 or 2, got {value!r}")
+    return int(value)
+
+
+def as_inputs(x, input_shape, where):
+    """``x`` as C-contiguous float32 of shape (N, *input_shape), N >= 1, all finite."""
+    if x is None:
+        raise ValueError(f"{where}: x is required")
+    if np.iscomplexobj(x):  # float32 conversion would drop the imaginary part silently
+        raise TypeError(f"{where}: x must be real, got a complex array")
+    try:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{where}: x must be a numeric array convertible to float32: {e}") from None
+    if x.shape[1:] != tuple(input_shape):
+        raise ValueError(f"{where}: x must have shape (N, {', '.join(map(str, input_shape))}) for "
+                         f"the model's input shape {tuple(input_shape)}, got {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{where}: x is empty (0 samples)")
+    if not np.isfinite(x).all():
+        bad = np.unravel_index(np.argmax(~np.isfinite(x)), x.shape)
+        raise ValueError(f"{where}: x contains NaN or Inf (first at index {tuple(map(int, bad))}: "
+                         f"{x[bad]})")
+    return x
+
+
+def batches(n, batch_size):
+    """(start, stop) of each batch of ``n`` samples; the last one may be smaller."""
+    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+# ---------------------------------------------------------------------------
+# progress bar
+# ---------------------------------------------------------------------------
+
+def _format_value(value):
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+
+
+def _format_eta(seconds):
+    if seconds > 3600:
+        return f"{seconds // 3600:.0f}:{(seconds % 3600) // 60:02.0f}:{seconds % 60:02.0f}"
+    if seconds > 60:
+        return f"{seconds // 60:.0f}:{seconds % 60:02.0f}"
+    return f"{seconds:.0f}s"
+
+
+def _format_per_step(seconds):
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+class Progbar:
+    """Keras's progress bar over ``target`` steps, written to sys.stdout.
+
+    verbose=1 on a terminal (or in Jupyter) redraws one line with '\\r', at most every
+    ``interval`` seconds so it costs nothing next to the steps; the line while running,
+    then at the end (the only line printed when stdout is not a terminal):
+    ``  64/1875 [>.............................] - ETA: 20s - loss: 0.4321 - accuracy: 0.8512``
+    ``1875/1875 [==============================] - 12s 6ms/step - loss: 0.1234 - accuracy: 0.9612``
+    verbose=2 prints the end line only, as
+    ``1875/1875 - 12s - loss: 0.1234 - accuracy: 0.9612 - 12s/epoch - 6ms/step``
+    """
+
+    WIDTH = 30
+
+    def __init__(self, target, verbose=1, interval=0.1):
+        self.target = target
+        self.verbose = verbose
+        self.interval = interval
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._drawn_width = 0
+        stream = sys.stdout
+        self._dynamic = (getattr(stream, "isatty", lambda: False)() or "ipykernel" in sys.modules)
+
+    def update(self, current, values=(), finalize=False):
+        """Show ``current`` steps done and the (name, value) pairs; ``finalize`` ends the line."""
+        now = time.perf_counter()
+        if not finalize and not (self.verbose == 1 and self._dynamic
+                                 and now - self._last_draw >= self.interval):
+            return
+        self._last_draw = now
+        elapsed = now - self.start
+        metrics = "".join(f" - {name}: {_format_value(value)}" for name, value in values)
+        per_step = _format_per_step(elapsed / max(current, 1))
+        if self.verbose == 2:
+            line = (f"{current}/{self.target} - {elapsed:.0f}s{metrics} - {elapsed:.0f}s/epoch"
+                    f" - {per_step}")
+        else:
+            digits = len(str(self.target))
+            done = int(self.WIDTH * current / self.target)
+            bar = ("=" * (done - 1) + ("=" if current >= self.target else ">")) if done else ""
+            bar += "." * (self.WIDTH - len(bar))
+            if finalize:
+                timing = f"{elapsed:.0f}s {per_step}"
+            else:
+                timing = f"ETA: {_format_eta(elapsed / max(current, 1) * (self.target - current))}"
+            line = f"{current:{digits}d}/{self.target} [{bar}] - {timing}{metrics}"
+        self._write(line, finalize)
+
+    def _write(self, line, finalize):
+        stream = sys.stdout
+        if self._dynamic and self.verbose == 1:
+            # Pad with spaces so a shorter line fully covers the previous one.
+            stream.write("\r" + line + " " * max(self._drawn_width - len(line), 0))
+            self._drawn_width = len(line)
+        else:
+            stream.write(line)
+        if finalize:
+            stream.write("\n")
+        stream.flush()

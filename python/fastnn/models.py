@@ -1,0 +1,504 @@
+"""Keras-style models: ``Sequential`` and ``load_model``.
+
+A Sequential model is a list of layers whose shapes are checked as they are added.
+``compile()`` turns that list into one C++ engine (``fastnn._C.Net``) holding weights,
+gradients, optimizer state and buffers; from then on every training step is one call,
+``net.train_step(x_batch, labels)``, and the layers' weights are views of the engine's
+memory. ``fit`` is a plain Python loop over batches around that call.
+
+Labels are converted once, before training, to int32 class indices (the loss object checks
+them: one-hot rows for categorical_crossentropy, whole numbers in range for the sparse
+one). A NaN or infinite loss during ``fit`` raises FloatingPointError naming the epoch and
+batch, unless a callback (e.g. ``callbacks.TerminateOnNaN``) stops training first.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+from fastnn import _saving, _training, losses, optimizers, utils
+from fastnn import callbacks as callbacks_module
+from fastnn import metrics as metrics_module
+from fastnn.layers import LAYER_CLASSES, InputLayer, Layer, check_shape, check_weights
+
+__all__ = ["Sequential", "load_model"]
+
+_name_counts = collections.Counter()
+
+
+def _callbacks(callbacks, where):
+    """The user's callbacks as a list, checked."""
+    callbacks = [] if callbacks is None else callbacks
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"{where}: callbacks must be a list of callbacks.Callback objects, "
+                        f"got {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not isinstance(callback, callbacks_module.Callback):
+            raise TypeError(f"{where}: {callback!r} is not a callbacks.Callback")
+    return list(callbacks)
+
+
+class Sequential:
+    """A linear stack of layers: ``Sequential([layers.Input((28, 28, 1)), layers.Conv2D(...),
+    ...])`` or ``Sequential()`` then ``add(layer)``."""
+
+    def __init__(self, layers=None, name=None):
+        if name is None:
+            count = _name_counts["sequential"]
+            _name_counts["sequential"] += 1
+            name = "sequential" if count == 0 else f"sequential_{count}"
+        self.name = name
+        self.optimizer = None
+        self.loss = None
+        self.stop_training = False
+        self.history = None
+        self._layers = []
+        self._input_layer = None
+        self._input_shape = None    # per sample, once known
+        self._metric_names = []
+        self._net = None            # the engine, built on demand
+        self._dropout_seed = None   # drawn from utils' generator with the first engine
+        for layer in layers or []:
+            self.add(layer)
+
+    def __repr__(self):
+        return f"<Sequential name={self.name!r}, {len(self._layers)} layers>"
+
+    # -- structure -----------------------------------------------------------
+
+    @property
+    def layers(self):
+        """The layers, without the Input layer (as Keras lists them)."""
+        return list(self._layers)
+
+    @property
+    def built(self):
+        return self._input_shape is not None
+
+    @property
+    def input_shape(self):
+        self._require_built("input_shape")
+        return (None,) + self._input_shape
+
+    @property
+    def output_shape(self):
+        self._require_built("output_shape")
+        return self._layers[-1].output_shape if self._layers else self.input_shape
+
+    @property
+    def metrics_names(self):
+        return ["loss", *self._metric_names]
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(f"{self.name}: {what} is not known yet: the model has no input shape. "
+                             f"Give the first layer input_shape=..., start with "
+                             f"layers.Input(shape=...), or call build(), fit() or predict()")
+
+    def add(self, layer):
+        """Append ``layer``; with the input shape known, its shape is checked now (ValueError)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}.add: expected a fastnn layer, got {layer!r}")
+        if type(layer) not in LAYER_CLASSES.values():
+            # A subclass could change what the layer computes, which the engine would not see.
+            raise TypeError(f"{self.name}.add: fastnn runs its own layers only "
+                            f"({', '.join(LAYER_CLASSES)}), got a {type(layer).__name__}")
+        if layer.model is not None:
+            raise ValueError(f"{layer.where} already belongs to model {layer.model.name!r}; "
+                             f"a layer can be in one model only")
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(f"{layer.where}: an Input can only be the first layer of a model")
+            self._input_layer, self._input_shape = layer, layer._output_shape
+        elif self.built:
+            shape = self._layers[-1]._output_shape if self._layers else self._input_shape
+            if layer.declared_input_shape not in (None, shape):
+                raise ValueError(f"{layer.where}: input_shape={layer.declared_input_shape} does "
+                                 f"not match the previous layer's output shape {shape}")
+            layer.build(shape)
+        elif not self._layers and layer.declared_input_shape is not None:
+            layer.build(layer.declared_input_shape)
+            self._input_shape = layer.declared_input_shape
+        self._drop_net()
+        if not isinstance(layer, InputLayer):
+            self._layers.append(layer)
+        layer.model = self
+
+    def build(self, input_shape):
+        """Fix the input shape, given with its batch axis as Keras does: (None, 28, 28, 1)."""
+        shape = check_shape(tuple(input_shape)[1:],
+                            f"{self.name}.build: input_shape (after the batch axis)")
+        if self.built:
+            if shape != self._input_shape:
+                raise ValueError(f"{self.name}.build: the model is built for input "
+                                 f"{self.input_shape}, got {tuple(input_shape)}")
+            return
+        shapes = [shape]
+        for layer in self._layers:  # check every layer before changing any
+            shapes.append(layer.compute_output_shape(shapes[-1]))
+        for layer, layer_input in zip(self._layers, shapes):
+            layer.build(layer_input)
+        self._input_shape = shape
+
+    def count_params(self):
+        self._require_built("count_params()")
+        return sum(layer.count_params() for layer in self._layers)
+
+    def summary(self, print_fn=None):
+        """Print each layer's name, output shape and parameter count, then the totals."""
+        self._require_built("summary()")
+        print_fn = print_fn or print
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        rows += [(layer.where, str(layer.output_shape), str(layer.count_params()))
+                 for layer in self._layers]
+        widths = [max(len(row[i]) for row in rows) + 4 for i in range(2)]
+        lines = [f"{a:{widths[0]}}{b:{widths[1]}}{c}" for a, b, c in rows]
+        rule = max(65, *(len(line) for line in lines))
+        total = self.count_params()
+        print_fn(f'Model: "{self.name}"')
+        print_fn("_" * rule)
+        print_fn(lines[0])
+        print_fn("=" * rule)
+        for line in lines[1:]:
+            print_fn(line)
+        print_fn("=" * rule)
+        print_fn(f"Total params: {total:,}")
+        print_fn(f"Trainable params: {total:,}")
+        print_fn("Non-trainable params: 0")
+        print_fn("_" * rule)
+
+    # -- weights -------------------------------------------------------------
+
+    def get_weights(self):
+        """Copies of all weights, layer by layer, kernel then bias: Keras's order and layouts."""
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        """Overwrite all weights; ValueError names the first array of wrong count or shape."""
+        targets = [w for layer in self._layers for w in layer._weights]
+        labels = [label for layer in self._layers for label in layer.weight_labels()]
+        for target, value in zip(targets, check_weights(targets, weights, labels, "set_weights")):
+            target[...] = value
+
+    # -- the engine ----------------------------------------------------------
+
+    def _drop_net(self):
+        """Forget the engine (the stack changed or is recompiled); weights move back to NumPy."""
+        if self._net is None:
+            return
+        for layer in self._layers:
+            layer._weights = layer.get_weights()
+        if self.optimizer is not None:
+            self.optimizer.bind(None)
+        self._net = None
+
+    def _engine_input_shape(self):
+        # The engine takes (H, W, C) or (F,); an (H, W) input is (H, W, 1) to it, which is
+        # the same memory, and its layers (Flatten, Dropout) act on it the same way.
+        shape = self._input_shape
+        if len(shape) == 2:
+            return shape + (1,)
+        if len(shape) not in (1, 3):
+            raise ValueError(f"{self.name}: input shape {shape} is not supported; fastnn takes "
+                             f"(features,), (height, width) or (height, width, channels)")
+        return shape
+
+    def _check_head(self, loss):
+        """ValueError unless the stack ends as the engine and ``loss`` need: one output per
+        class, softmax only there."""
+        if not self._layers:
+            raise ValueError(f"{self.name} has no layers; add some before compile/fit/predict")
+        for layer in self._layers[:-1]:
+            if getattr(layer, "activation", None) == "softmax":
+                raise ValueError(f"{layer.where}: activation='softmax' is supported on the last "
+                                 f"layer only")
+        last = self._layers[-1]
+        if not hasattr(last, "activation") or (self.built and len(last._output_shape) != 1):
+            shape = f" of output shape {last.output_shape}" if self.built else ""
+            raise ValueError(f"the model must end with a Dense layer with one unit per class; it "
+                             f"ends with {last.where}{shape}")
+        if loss is not None:
+            loss.check_activation(last)
+        elif last.activation not in ("softmax", "linear"):
+            raise ValueError(f"the last layer's activation must be 'softmax' or 'linear', "
+                             f"got {last.where} with activation={last.activation!r}")
+
+    def _ensure_net(self):
+        """The engine for the current stack and compile settings, built when first needed."""
+        if self._net is not None:
+            return self._net
+        self._check_head(self.loss)
+        optimizer = self.optimizer or optimizers.Adam()  # predict() works before compile()
+        net = _training.make_net([layer.engine_spec() for layer in self._layers],
+                                 self._engine_input_shape(), optimizer.engine_spec())
+        views = iter(net.parameters())
+        for layer in self._layers:
+            engine_weights = [next(views) for _ in layer._weights]
+            for view, value in zip(engine_weights, layer._weights):
+                view[...] = value
+            layer._weights = engine_weights
+        if self._dropout_seed is None:
+            self._dropout_seed = int(utils.generator().integers(2**63))
+        net.seed(self._dropout_seed)
+        if self.optimizer is not None:
+            self.optimizer.bind(net)
+        self._net = net
+        return net
+
+    @property
+    def _classes(self):
+        return self._layers[-1]._output_shape[0]
+
+    # -- compile -------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimizer ('adam', 'sgd' or an object; Keras's default 'rmsprop' is not
+        available), the loss and the metrics (['accuracy']), and build the engine.
+        Compiling again keeps the weights and starts the optimizer state afresh."""
+        optimizer = optimizers.get(optimizer)
+        loss = losses.get(loss)
+        if metrics is None:
+            metrics = []
+        if not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: metrics must be a list such as ['accuracy'], "
+                            f"got {metrics!r}")
+        names = [metrics_module.get(metric) for metric in metrics]
+        self._check_head(loss)
+        self._drop_net()
+        self.optimizer, self.loss, self._metric_names = optimizer, loss, names
+        if self.built:
+            self._ensure_net()
+
+    def _require_compiled(self, where):
+        if self.loss is None:
+            raise RuntimeError(f"{where}: the model is not compiled; call "
+                               f"model.compile(optimizer=..., loss=..., metrics=[...]) first")
+
+    # -- data ----------------------------------------------------------------
+
+    def _inputs(self, x, where):
+        """x as float32 (N, *engine input shape), building the model from x if needed."""
+        if not self.built and x is not None:
+            shape = np.shape(x)
+            if len(shape) < 2:
+                raise ValueError(f"{where}: x must have shape (N, *input_shape), got {shape}")
+            self.build((None,) + tuple(int(d) for d in shape[1:]))
+        self._require_built(f"{where}: the input shape")
+        x = _training.as_inputs(x, self._input_shape, where)
+        return x.reshape((len(x),) + self._engine_input_shape())
+
+    def _data(self, x, y, where):
+        """(x, int32 labels) checked against each other and the model."""
+        x = self._inputs(x, where)
+        if y is None:
+            raise ValueError(f"{where}: y (the labels) is required")
+        self._check_head(self.loss)
+        labels = self.loss.class_indices(y, self._classes, where)
+        if len(labels) != len(x):
+            raise ValueError(f"{where}: x and y must have the same number of samples, "
+                             f"got {len(x)} and {len(labels)}")
+        return x, labels
+
+    def _logs(self, loss, accuracy, prefix=""):
+        logs = {prefix + "loss": loss}
+        logs.update((prefix + name, accuracy) for name in self._metric_names)
+        return logs
+
+    def _results(self, loss, accuracy, return_dict):
+        if return_dict:
+            return self._logs(loss, accuracy)
+        return [loss] + [accuracy] * len(self._metric_names) if self._metric_names else loss
+
+    # -- training ------------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for ``epochs`` epochs; returns a callbacks.History (also ``model.history``).
+
+        As Keras: batch_size defaults to 32 and the last batch may be smaller;
+        validation_split holds out the LAST fraction of x, y (before shuffling);
+        validation_data=(x_val, y_val) overrides it; shuffle reorders the training samples
+        each epoch with utils' seeded generator; epochs counts up from initial_epoch.
+        """
+        self._require_compiled("fit")
+        batch_size = _training.int_arg(batch_size, "fit: batch_size", 1, default=32)
+        epochs = _training.int_arg(epochs, "fit: epochs", 0)
+        initial_epoch = _training.int_arg(initial_epoch, "fit: initial_epoch", 0)
+        verbose = _training.verbose_arg(verbose, "fit")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
+        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+            raise ValueError(f"fit: validation_split must be a number in [0, 1), "
+                             f"got {validation_split!r}")
+        x, labels = self._data(x, y, "fit")
+        validation = None
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+            validation = self._data(*validation_data, "fit: validation_data")
+        elif validation_split:
+            split = int(len(x) * (1 - validation_split))
+            if split in (0, len(x)):
+                raise ValueError(f"fit: validation_split={validation_split} of {len(x)} samples "
+                                 f"leaves {split} for training and {len(x) - split} for validation")
+            validation = x[split:], labels[split:]
+            x, labels = x[:split], labels[:split]
+
+        net = self._ensure_net()
+        steps = _training.batches(len(x), batch_size)
+        self.history = callbacks_module.History()
+        extra = [callbacks_module.ProgbarLogger()] if verbose else []
+        params = {"verbose": verbose, "epochs": epochs, "steps": len(steps)}
+        hooks = callbacks_module.CallbackList([*_callbacks(callbacks, "fit"), self.history, *extra],
+                                              self, params)
+        self.history.params = params
+        self.stop_training = False
+        logs = {}
+        hooks.call("on_train_begin", logs)
+        for epoch in range(initial_epoch, epochs):
+            hooks.call("on_epoch_begin", epoch, {})
+            order = utils.generator().permutation(len(x)) if shuffle else None
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, (start, stop) in enumerate(steps):
+                hooks.call("on_train_batch_begin", step, {})
+                batch = slice(start, stop) if order is None else order[start:stop]
+                loss, batch_correct = net.train_step(x[batch], labels[batch])
+                loss_sum += loss * (stop - start)
+                correct += batch_correct
+                seen += stop - start
+                logs = self._logs(loss_sum / seen, correct / seen)
+                hooks.call("on_train_batch_end", step, logs)
+                if not math.isfinite(loss) and not self.stop_training:
+                    raise FloatingPointError(
+                        f"fit: the loss became {loss} at epoch {epoch + 1}, batch {step + 1} of "
+                        f"{len(steps)}; the weights are no longer usable. Try a lower learning "
+                        f"rate or check the inputs' scale; callbacks.TerminateOnNaN() stops "
+                        f"training without this exception.")
+                if self.stop_training:
+                    break
+            if validation is not None:
+                val_loss, val_accuracy = self._evaluate(*validation, batch_size, hooks)
+                logs.update(self._logs(val_loss, val_accuracy, prefix="val_"))
+            hooks.call("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        hooks.call("on_train_end", logs)
+        return self.history
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One training step on this batch; returns [loss, accuracy] (or the loss alone)."""
+        self._require_compiled("train_on_batch")
+        x, labels = self._data(x, y, "train_on_batch")
+        loss, correct = self._ensure_net().train_step(x, labels)
+        return self._results(loss, correct / len(x), return_dict)
+
+    # -- inference -----------------------------------------------------------
+
+    def _evaluate(self, x, labels, batch_size, hooks, progbar=None):
+        """(mean loss, accuracy) over all samples, batch by batch."""
+        net = self._ensure_net()
+        steps = _training.batches(len(x), batch_size)
+        loss_sum, correct = 0.0, 0
+        hooks.call("on_test_begin", {})
+        for step, (start, stop) in enumerate(steps):
+            hooks.call("on_test_batch_begin", step, {})
+            batch_loss, batch_correct = net.evaluate(x[start:stop], labels[start:stop])
+            loss_sum += batch_loss
+            correct += batch_correct
+            logs = self._logs(loss_sum / stop, correct / stop)
+            hooks.call("on_test_batch_end", step, logs)
+            if progbar and step + 1 < len(steps):
+                progbar.update(step + 1, logs.items())
+        result = loss_sum / len(x), correct / len(x)
+        hooks.call("on_test_end", self._logs(*result))
+        if progbar:
+            progbar.update(len(steps), self._logs(*result).items(), finalize=True)
+        return result
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None,
+                 return_dict=False):
+        """Mean loss and metrics over (x, y): [loss, accuracy] (the loss alone without metrics)."""
+        self._require_compiled("evaluate")
+        batch_size = _training.int_arg(batch_size, "evaluate: batch_size", 1, default=32)
+        verbose = _training.verbose_arg(verbose, "evaluate")
+        x, labels = self._data(x, y, "evaluate")
+        hooks = callbacks_module.CallbackList(_callbacks(callbacks, "evaluate"), self,
+                                              {"verbose": verbose})
+        steps = len(_training.batches(len(x), batch_size))
+        progbar = _training.Progbar(steps, verbose) if verbose else None
+        return self._results(*self._evaluate(x, labels, batch_size, hooks, progbar), return_dict)
+
+    def test_on_batch(self, x, y, return_dict=False):
+        """Loss and metrics on one batch, without updating the weights."""
+        self._require_compiled("test_on_batch")
+        x, labels = self._data(x, y, "test_on_batch")
+        loss_sum, correct = self._ensure_net().evaluate(x, labels)
+        return self._results(loss_sum / len(x), correct / len(x), return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None):
+        """The last layer's outputs, float32 (N, classes): probabilities for a softmax model."""
+        batch_size = _training.int_arg(batch_size, "predict: batch_size", 1, default=32)
+        verbose = _training.verbose_arg(verbose, "predict")
+        x = self._inputs(x, "predict")
+        net = self._ensure_net()
+        steps = _training.batches(len(x), batch_size)
+        hooks = callbacks_module.CallbackList(_callbacks(callbacks, "predict"), self,
+                                              {"verbose": verbose})
+        progbar = _training.Progbar(len(steps), verbose) if verbose else None
+        out = np.empty((len(x), self._classes), np.float32)
+        hooks.call("on_predict_begin", {})
+        for step, (start, stop) in enumerate(steps):
+            hooks.call("on_predict_batch_begin", step, {})
+            out[start:stop] = net.predict(x[start:stop])
+            hooks.call("on_predict_batch_end", step, {"outputs": out[start:stop]})
+            if progbar and step + 1 < len(steps):
+                progbar.update(step + 1)
+        hooks.call("on_predict_end", {})
+        if progbar:
+            progbar.update(len(steps), finalize=True)
+        return out
+
+    def predict_on_batch(self, x):
+        """predict() on one batch."""
+        x = self._inputs(x, "predict_on_batch")
+        return self._ensure_net().predict(x)
+
+    # -- saving --------------------------------------------------------------
+
+    def get_config(self):
+        layers = ([self._input_layer] if self._input_layer else []) + self._layers
+        return {"name": self.name,
+                "input_shape": list(self._input_shape) if self.built else None,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config["name"])
+        for entry in config["layers"]:
+            if entry["class_name"] not in LAYER_CLASSES:
+                raise ValueError(f"unknown layer class {entry['class_name']!r}")
+            model.add(LAYER_CLASSES[entry["class_name"]].from_config(entry["config"]))
+        if config["input_shape"] is not None:
+            model.build([None, *config["input_shape"]])
+        return model
+
+    def save(self, filepath):
+        """Save architecture, weights, compile settings and optimizer state to one file (a zip,
+        see fastnn._saving), atomically: a failed save leaves any previous file intact."""
+        _saving.save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        """Save the weights alone (same file format, atomic)."""
+        _saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Load weights saved by save_weights() or save() into this model (same architecture)."""
+        _saving.load_weights(self, filepath)
+
+
+def load_model(filepath, compile=True):
+    """A model saved by ``model.save``, compiled and with its optimizer state unless
+    ``compile=False``. ValueError names the file and what is wrong with it."""
+    return _saving.load_model(filepath, compile=compile)
