@@ -29,12 +29,12 @@ def fashion():
 
 @needs_fashion
 def test_seed_cnn_reaches_85_percent(fashion):
-    """The issue's Keras script, on 20,000 training images for 3 epochs (one epoch on 20k
-    gives about 80%, two about 84%), tested on all 10,000 test images."""
+    """The issue's Keras script for 2 of its 5 epochs (one epoch lands near 85%, too close
+    to the bar), tested on all 10,000 test images never seen in training."""
     (train_images, train_labels), (test_images, test_labels) = fashion
-    train_images = train_images[:20000].reshape((20000, 28, 28, 1)).astype("float32") / 255
+    train_images = train_images.reshape((60000, 28, 28, 1)).astype("float32") / 255
     test_images = test_images.reshape((10000, 28, 28, 1)).astype("float32") / 255
-    train_labels = utils.to_categorical(train_labels[:20000])
+    train_labels = utils.to_categorical(train_labels)
     test_labels = utils.to_categorical(test_labels)
 
     utils.set_random_seed(0)
@@ -48,7 +48,7 @@ def test_seed_cnn_reaches_85_percent(fashion):
     model.add(layers.Dense(64, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(train_images, train_labels, epochs=3, batch_size=64, verbose=0)
+    history = model.fit(train_images, train_labels, epochs=2, batch_size=64, verbose=0)
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
 
     assert history.history["loss"][0] > history.history["loss"][-1]
