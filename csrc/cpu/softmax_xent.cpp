@@ -8,21 +8,32 @@
 #include "cpu/threads.h"
 
 namespace fastnn::cpu::FASTNN_ISA {
+namespace {
+
+struct RowExp {
+  float max, sum;
+};
+
+// e[j] = exp(z[j] − max z): at most 1, so the sum cannot overflow.
+static inline RowExp exp_shifted(const float* z, float* e, int64_t classes) {
+  float max = z[0];
+  for (int64_t j = 1; j < classes; ++j) max = z[j] > max ? z[j] : max;
+  float sum = 0.0f;
+  for (int64_t j = 0; j < classes; ++j) {
+    e[j] = std::exp(z[j] - max);
+    sum += e[j];
+  }
+  return {max, sum};
+}
+
+}  // namespace
 
 // Row-wise softmax, for predictions.
 void softmax(int64_t n, int64_t classes, const float* logits, float* probs, const Exec& ex) {
   parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
     for (int64_t i = begin; i < end; ++i) {
-      const float* z = logits + i * classes;
       float* p = probs + i * classes;
-      float max = z[0];
-      for (int64_t j = 1; j < classes; ++j) max = z[j] > max ? z[j] : max;
-      float sum = 0.0f;
-      for (int64_t j = 0; j < classes; ++j) {
-        p[j] = std::exp(z[j] - max);
-        sum += p[j];
-      }
-      const float inv = 1.0f / sum;
+      const float inv = 1.0f / exp_shifted(logits + i * classes, p, classes).sum;
       for (int64_t j = 0; j < classes; ++j) p[j] *= inv;
     }
   });
@@ -36,17 +47,11 @@ double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
     for (int64_t i = begin; i < end; ++i) {
       const float* z = logits + i * classes;
       float* dz = dlogits + i * classes;
-      float max = z[0];
-      for (int64_t j = 1; j < classes; ++j) max = z[j] > max ? z[j] : max;
-      float sum = 0.0f;
-      for (int64_t j = 0; j < classes; ++j) {
-        dz[j] = std::exp(z[j] - max);
-        sum += dz[j];
-      }
-      const float scale = inv_n / sum;
+      const RowExp row = exp_shifted(z, dz, classes);
+      const float scale = inv_n / row.sum;
       for (int64_t j = 0; j < classes; ++j) dz[j] *= scale;
       dz[labels[i]] -= inv_n;
-      row_loss[i] = std::log(sum) + max - z[labels[i]];
+      row_loss[i] = std::log(row.sum) + row.max - z[labels[i]];
     }
   });
   double total = 0.0;

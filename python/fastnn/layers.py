@@ -303,7 +303,31 @@ def Input(shape, batch_size=None, name=None):
     return InputLayer(shape=shape, name=name)
 
 
-class Conv2D(Layer):
+class _WeightedLayer(Layer):
+    """What Conv2D and Dense share: a kernel, an optional bias, an activation."""
+
+    def __init__(self, activation, use_bias, kernel_initializer, bias_initializer, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = _activation(activation, self.where)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"{self.where}: use_bias must be a bool, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializer(kernel_initializer, self.where, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, self.where, "bias_initializer")
+
+    def _kernel_and_bias(self, kernel_shape, units):
+        specs = [("kernel", kernel_shape, self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (units,), self.bias_initializer))
+        return specs
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Conv2D(_WeightedLayer):
     """2-D convolution over (height, width, channels) inputs, with bias and activation."""
 
     base_name = "conv2d"
@@ -311,17 +335,11 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.filters = _positive_int(filters, f"{self.where}: filters")
         self.kernel_size = _pair(kernel_size, f"{self.where}: kernel_size")
         self.strides = _pair(strides, f"{self.where}: strides")
         self.padding = _padding(padding, self.where)
-        self.activation = _activation(activation, self.where)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"{self.where}: use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializer(kernel_initializer, self.where, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, self.where, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -335,11 +353,8 @@ class Conv2D(Layer):
         return rows, cols, self.filters
 
     def weight_specs(self, input_shape):
-        kernel = self.kernel_size + (input_shape[-1], self.filters)
-        specs = [("kernel", kernel, self.kernel_initializer)]
-        if self.use_bias:
-            specs.append(("bias", (self.filters,), self.bias_initializer))
-        return specs
+        return self._kernel_and_bias(self.kernel_size + (input_shape[-1], self.filters),
+                                     self.filters)
 
     def engine_spec(self):
         return {"type": "conv2d", "filters": self.filters, "kernel_size": self.kernel_size,
@@ -349,9 +364,7 @@ class Conv2D(Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding, "activation": self.activation, "use_bias": self.use_bias,
-                "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "padding": self.padding}
 
 
 class MaxPooling2D(Layer):
@@ -400,21 +413,15 @@ class Flatten(Layer):
         return {"type": "flatten"}
 
 
-class Dense(Layer):
+class Dense(_WeightedLayer):
     """Fully connected layer on 1-D inputs: ``activation(x @ kernel + bias)``."""
 
     base_name = "dense"
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.units = _positive_int(units, f"{self.where}: units")
-        self.activation = _activation(activation, self.where)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"{self.where}: use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializer(kernel_initializer, self.where, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, self.where, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -424,19 +431,14 @@ class Dense(Layer):
         return (self.units,)
 
     def weight_specs(self, input_shape):
-        specs = [("kernel", (input_shape[0], self.units), self.kernel_initializer)]
-        if self.use_bias:
-            specs.append(("bias", (self.units,), self.bias_initializer))
-        return specs
+        return self._kernel_and_bias((input_shape[0], self.units), self.units)
 
     def engine_spec(self):
         return {"type": "dense", "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias}
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+        return {**super().get_config(), "units": self.units}
 
 
 class Dropout(Layer):
