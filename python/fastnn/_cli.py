@@ -91,7 +91,7 @@ def _pyplot():
         import matplotlib
     except ImportError:
         raise CliError("--plot needs matplotlib, which is not installed: "
-                       "pip install matplotlib") from None
+                       "pip install matplotlib (or pip install 'fastnn[plot]')") from None
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
     return plt
