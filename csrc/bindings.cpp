@@ -491,6 +491,18 @@ int64_t check_batch(fastnn::Net& net, const FloatArray& x, const std::optional<L
   return n;
 }
 
+// Checks a labelled batch, then runs `step` (train_step or evaluate) without the GIL.
+std::pair<double, int64_t> run_batch(
+    fastnn::Net& net, const FloatArray& x, const LabelArray& labels,
+    fastnn::BatchResult (fastnn::Net::*step)(const float*, const int32_t*, int64_t)) {
+  std::vector<int32_t> labels32;
+  const int64_t n = check_batch(net, x, labels, labels32);
+  py::gil_scoped_release nogil;
+  std::lock_guard<std::mutex> lock(net.mutex);
+  const fastnn::BatchResult r = (net.*step)(x.data(), labels32.data(), n);
+  return {r.loss, r.correct};
+}
+
 // Arrays that view the net's own memory; they keep the net alive.
 py::list views(py::object owner, fastnn::Net& net, float* base) {
   py::list out;
@@ -526,20 +538,10 @@ void bind_net(py::module_& m) {
       })
       .def_property_readonly("parameter_count", &Net::parameter_count)
       .def("train_step", [](Net& net, const FloatArray& x, const LabelArray& labels) {
-        std::vector<int32_t> labels32;
-        const int64_t n = check_batch(net, x, labels, labels32);
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(net.mutex);
-        const fastnn::BatchResult r = net.train_step(x.data(), labels32.data(), n);
-        return std::make_pair(r.loss, r.correct);
+        return run_batch(net, x, labels, &Net::train_step);
       }, py::arg("x"), py::arg("labels"))
       .def("evaluate", [](Net& net, const FloatArray& x, const LabelArray& labels) {
-        std::vector<int32_t> labels32;
-        const int64_t n = check_batch(net, x, labels, labels32);
-        py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(net.mutex);
-        const fastnn::BatchResult r = net.evaluate(x.data(), labels32.data(), n);
-        return std::make_pair(r.loss, r.correct);
+        return run_batch(net, x, labels, &Net::evaluate);
       }, py::arg("x"), py::arg("labels"))
       .def("predict", [](Net& net, const FloatArray& x) {
         std::vector<int32_t> unused;
