@@ -11,22 +11,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastnn import callbacks, layers, losses, metrics, models, optimizers, utils
+from fastnn import _cli, callbacks, layers, losses, metrics, models, optimizers, utils
 
 SEED_CNN_PARAMS = [320, 0, 18496, 0, 36928, 0, 36928, 650]
 
 
-def seed_cnn():
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    return model
+seed_cnn = _cli.build_model  # the Keras example's CNN, as the train command builds it
 
 
 def small_layers(dropout=False, activation="softmax"):

@@ -22,14 +22,6 @@ MISSING = [isa for isa in ("avx2", "avx512") if isa not in AVAILABLE]
 MISSING_MESSAGE = "'{}' is not supported by this CPU" if X86 else "unknown CPU ISA path '{}'"
 
 
-@pytest.fixture
-def restore_runtime():
-    threads, isa = fastnn.get_num_threads(), fastnn.get_cpu_isa()
-    yield
-    fastnn.set_num_threads(threads)
-    fastnn.set_cpu_isa(isa)
-
-
 def run_python(*args, isa=None):
     """Run the venv's Python in a fresh process, with FASTNN_ISA set to `isa` (or unset)."""
     env = dict(os.environ)

@@ -397,15 +397,6 @@ CASES = [
 assert len({case.id for case in CASES}) == len(CASES), "duplicate case ids"
 
 
-@pytest.fixture
-def restore_runtime():
-    """Put back the thread count and ISA in case a bad call unexpectedly succeeds."""
-    threads, isa = fastnn.get_num_threads(), fastnn.get_cpu_isa()
-    yield
-    fastnn.set_num_threads(threads)
-    fastnn.set_cpu_isa(isa)
-
-
 @pytest.mark.usefixtures("restore_runtime")
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_argument(case):
