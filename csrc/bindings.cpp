@@ -283,7 +283,7 @@ FloatArray maxpool2d_backward(const FloatArray& x, const FloatArray& dy, int64_t
   const fastnn::CpuKernels& k = fastnn::cpu_kernels();
   const fastnn::Exec ex{fastnn::get_num_threads(), nullptr};
   k.maxpool2d_forward(g, x.data(), y.data(), argmax.data(), ex);
-  k.maxpool2d_backward(g, dy.data(), argmax.data(), dx_p, ex);
+  k.maxpool2d_backward(g, dy.data(), argmax.data(), nullptr, dx_p, ex);
   return dx;
 }
 

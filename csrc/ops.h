@@ -32,12 +32,14 @@ struct Gemm {
 };
 
 // Blocking shared by every ISA (Goto's scheme). A kc×nc panel of B is packed once and
-// reused by every mc-row block of A: kc·nc·4 B = 512 KiB sits in L2, an mc×kc block of
-// A (96 KiB) streams through L1/L2. mc and nc are multiples of every ISA's MR and NR.
-constexpr int64_t kGemmKC = 256;
+// reused by every mc-row block of A: kc·nc·4 B = 768 KiB sits in the 2 MiB L2, and an
+// mc×kc block of A (144 KiB), packed or not, streams through it. kc = 384 covers the seed CNN's conv
+// patches (9, 288; 576 in two halves) without a short leftover block. mc and nc are
+// multiples of every ISA's MR and NR.
+constexpr int64_t kGemmKC = 384;
 constexpr int64_t kGemmMC = 96;
 constexpr int64_t kGemmNC = 512;
-constexpr int64_t kGemmPackFloats = kGemmKC * (kGemmMC + kGemmNC);
+constexpr int64_t kGemmPackFloats = kGemmKC * (kGemmNC + kGemmMC);
 
 // NHWC input (n, h, w, cin), HWIO filter (kh, kw, cin, cout), NHWC output (n, oh, ow,
 // cout). pad_top/pad_left are the zero rows/columns before the input ('same' padding);
@@ -119,8 +121,12 @@ struct CpuKernels {
                                  float* dw, float* db, const Exec& ex);
   void (*maxpool2d_forward)(const Pool2dGeometry& g, const float* x, float* y,
                             int32_t* argmax, const Exec& ex);
+  // relu_y, when not null, is the pool's output y and its input came out of a ReLU: the
+  // gradient then flows only where y > 0, which is that ReLU's backward fused in (at the
+  // argmax the ReLU's output is y itself).
   void (*maxpool2d_backward)(const Pool2dGeometry& g, const float* dy,
-                             const int32_t* argmax, float* dx, const Exec& ex);
+                             const int32_t* argmax, const float* relu_y, float* dx,
+                             const Exec& ex);
   void (*relu_forward)(int64_t count, const float* x, float* y, const Exec& ex);
   void (*relu_backward)(int64_t count, const float* x, const float* dy, float* dx,
                         const Exec& ex);

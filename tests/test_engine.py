@@ -15,6 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
+import fastnn
+
 from fastnn._C import Net
 from fastnn.reference_net import ReferenceNet, dropout_keep_mask
 
@@ -171,7 +173,17 @@ def test_parameters_are_writable_views():
     assert (net.optimizer_state()[0][0, 0, 0] == 2.0).all()
 
 
-def test_seed_cnn_three_steps_match_reference():
+ISAS = fastnn.build_info()["cpu_isa_available"]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, restore_runtime):
+    """Run the engine on each CPU ISA path (conftest's restore_runtime restores the choice)."""
+    fastnn.set_cpu_isa(request.param)
+    return request.param
+
+
+def test_seed_cnn_three_steps_match_reference(isa):
     net, truth = make_pair(SEED_CNN, (28, 28, 1), adam())
     train_and_compare(net, truth, (28, 28, 1), [64, 1, 63], "seed CNN")
 
@@ -201,6 +213,9 @@ AWKWARD = {
     "adam custom hyperparameters": (
         [conv(4), pool(), FLATTEN, dense(3, "softmax")], (7, 7, 2),
         adam(0.01, 0.8, 0.99, 1e-4)),
+    "pool stride wider than its window, odd sizes": (
+        [conv(5, (2, 2)), pool((2, 2), (3, 3)), conv(3), pool((1, 2), (2, 3)), FLATTEN,
+         dense(3, "softmax")], (13, 14, 1), adam()),
     "dropout 0.5 in the middle": (
         [conv(6), pool(), FLATTEN, dropout(0.5), dense(16), dropout(0.25), dense(4, "softmax")],
         (10, 10, 1), adam()),
@@ -208,7 +223,7 @@ AWKWARD = {
 
 
 @pytest.mark.parametrize("name", AWKWARD)
-def test_awkward_spec_matches_reference(name):
+def test_awkward_spec_matches_reference(name, isa):
     layers, input_shape, optimizer = AWKWARD[name]
     net, truth = make_pair(layers, input_shape, optimizer, seed=len(name))
     assert [tuple(s) for s in net.output_shapes()] == truth.output_shapes()

@@ -1,7 +1,7 @@
-// gemm.cpp — single-precision GEMM (Goto's packed scheme) and the column sums that give
-// a dense or conv layer its bias gradient. A kc×nc panel of op(B) is packed into NR-wide
-// strips, an mc×kc block of op(A) into MR-tall strips, and each pair of strips is
-// multiplied in an MR×NR register tile: 6 rows × 2 vectors = 12 accumulators, plus 2
+// gemm.cpp — single-precision GEMM (Goto's blocking) and the column sums that give a
+// dense or conv layer its bias gradient. A kc×nc panel of op(B) is packed into NR-wide
+// strips; op(A) is packed into MR-tall strips or read in place (see gemm_serial); each
+// pair of strips is multiplied in an MR×NR register tile: 6 rows × 2 vectors = 12 accumulators, plus 2
 // B vectors and 1 broadcast, fit the 16 vector registers of SSE2 and AVX2.
 #include <algorithm>
 
@@ -15,18 +15,31 @@ constexpr int64_t MR = 6;
 constexpr int64_t NR = 2 * kLanes;
 static_assert(kGemmMC % MR == 0 && kGemmNC % NR == 0, "blocks must hold whole strips");
 
+// MR rows of op(A) from column p0 on: element (i, p) of the strip sits at
+// a[i·row_step + p·col_step]. Row-major A steps (lda, 1), a transposed one (1, lda), a
+// packed strip (1, MR).
+struct AStrip {
+  const float* a;
+  int64_t row_step, col_step;
+};
+
+AStrip strip_of(const Gemm& g, int64_t row, int64_t p0) {
+  if (g.trans_a) return {g.a + p0 * g.lda + row, 1, g.lda};  // A is k×m
+  return {g.a + row * g.lda + p0, g.lda, 1};
+}
+
 // op(A)[i0:i0+mc, p0:p0+kc] -> MR-row strips, each stored p-major (MR floats per p).
 // Rows past the edge are zero so the micro-kernel never branches.
 void pack_a(const Gemm& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
   for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
     const int64_t rows = std::min(MR, mc - ir);
     if (rows < MR) std::fill(dst, dst + MR * kc, 0.0f);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t row = i0 + ir + i;
-      if (g.trans_a) {  // A is k×m: element (row, p) at a[p·lda + row]
-        for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = g.a[(p0 + p) * g.lda + row];
-      } else {
-        const float* src = g.a + row * g.lda + p0;
+    if (g.trans_a) {  // A is k×m: the strip's MR values at each p are contiguous
+      const float* src = g.a + p0 * g.lda + i0 + ir;
+      for (int64_t p = 0; p < kc; ++p) std::copy(src + p * g.lda, src + p * g.lda + rows, dst + p * MR);
+    } else {
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* src = g.a + (i0 + ir + i) * g.lda + p0;
         for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
       }
     }
@@ -66,14 +79,17 @@ static inline vfloat finish(vfloat v, const float* c, const float* bias, const E
 }
 
 // C[rows×cols] (+)= a_strip · b_strip over kc, then the epilogue.
-void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                  int64_t rows, int64_t cols, const Epilogue& e) {
+// The strip comes as three scalars, not an AStrip by value: a 16-byte reload of a
+// struct just written as two 8-byte stores stalls store forwarding on every call.
+void micro_kernel(int64_t kc, const float* a, int64_t row_step, int64_t col_step,
+                  const float* b, float* c, int64_t ldc, int64_t rows, int64_t cols,
+                  const Epilogue& e) {
   vfloat acc[MR][2] = {};
-  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+  for (int64_t p = 0; p < kc; ++p, a += col_step, b += NR) {
     const vfloat b0 = load(b), b1 = load(b + kLanes);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const vfloat ai = broadcast(a[i]);
+      const vfloat ai = broadcast(a[i * row_step]);
       acc[i][0] += ai * b0;
       acc[i][1] += ai * b1;
     }
@@ -104,27 +120,38 @@ void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 
 }  // namespace
 
-// One thread's GEMM. Every element's sum runs over K in the same fixed blocks, so the
-// bits do not depend on how the caller split M or N among threads.
+// One thread's GEMM. K is cut into equal blocks of at most kGemmKC, a function of K
+// alone, so every element's sum runs over the same blocks however the caller split M or
+// N among threads: the bits do not depend on the thread count.
 void gemm_serial(const Gemm& g, float* pack) {
   float* packed_b = pack;
   float* packed_a = pack + kGemmKC * kGemmNC;
+  const int64_t k_blocks = (g.k + kGemmKC - 1) / kGemmKC;
+  const int64_t k_step = (g.k + k_blocks - 1) / k_blocks;
   for (int64_t j0 = 0; j0 < g.n; j0 += kGemmNC) {
     const int64_t nc = std::min(kGemmNC, g.n - j0);
-    for (int64_t p0 = 0; p0 < g.k; p0 += kGemmKC) {
-      const int64_t kc = std::min(kGemmKC, g.k - p0);
+    // Copying A pays when many B strips reuse it; the seed CNN's convs have one or two
+    // (cout 32 or 64), and there A is read in place: each of a strip's MR rows (or, for
+    // a transposed A, each of its columns) is a unit-stride stream the prefetcher follows.
+    const bool copy_a = nc >= 4 * NR;
+    for (int64_t p0 = 0; p0 < g.k; p0 += k_step) {
+      const int64_t kc = std::min(k_step, g.k - p0);
       const bool first = p0 == 0, last = p0 + kc == g.k;
       pack_b(g, p0, kc, j0, nc, packed_b);
       for (int64_t i0 = 0; i0 < g.m; i0 += kGemmMC) {
         const int64_t mc = std::min(kGemmMC, g.m - i0);
-        pack_a(g, i0, mc, p0, kc, packed_a);
+        // Read in place, a strip short of MR rows is still copied (zero-padded) into
+        // the last strip of packed_a, so the micro-kernel never branches on the edge.
+        const int64_t full_rows = copy_a ? 0 : mc / MR * MR;
+        if (full_rows < mc) pack_a(g, i0 + full_rows, mc - full_rows, p0, kc, packed_a);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const Epilogue e{first && !g.accumulate, last && g.bias ? g.bias + j0 + jr : nullptr,
                            last && g.relu};
           for (int64_t ir = 0; ir < mc; ir += MR) {
-            micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc,
-                         g.c + (i0 + ir) * g.ldc + j0 + jr, g.ldc, std::min(MR, mc - ir),
-                         std::min(NR, nc - jr), e);
+            const AStrip a = ir < full_rows ? strip_of(g, i0 + ir, p0)
+                                            : AStrip{packed_a + (ir - full_rows) * kc, 1, MR};
+            micro_kernel(kc, a.a, a.row_step, a.col_step, packed_b + jr * kc, g.c + (i0 + ir) * g.ldc + j0 + jr, g.ldc,
+                         std::min(MR, mc - ir), std::min(NR, nc - jr), e);
           }
         }
       }

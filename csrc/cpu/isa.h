@@ -28,6 +28,7 @@
 namespace fastnn::cpu::FASTNN_ISA {
 
 typedef float vfloat __attribute__((vector_size(FASTNN_VECTOR_BYTES)));
+typedef int32_t vint __attribute__((vector_size(FASTNN_VECTOR_BYTES)));  // a compare's mask
 constexpr int kLanes = FASTNN_VECTOR_BYTES / sizeof(float);
 
 static inline vfloat load(const float* p) {
@@ -37,6 +38,38 @@ static inline vfloat load(const float* p) {
 }
 
 static inline void store(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
+
+// The first `lanes` (<= kLanes) floats, for the tail of a row; the other lanes read 0.
+// The full-vector case is tested first so it compiles to one plain load or store.
+static inline vfloat load_n(const float* p, int64_t lanes) {
+  if (lanes == kLanes) return load(p);
+  vfloat v{};
+  std::memcpy(&v, p, sizeof(float) * lanes);
+  return v;
+}
+
+static inline void store_n(float* p, vfloat v, int64_t lanes) {
+  if (lanes == kLanes) return store(p, v);
+  std::memcpy(p, &v, sizeof(float) * lanes);
+}
+
+static inline vint load_n(const int32_t* p, int64_t lanes) {
+  vint v{};
+  if (lanes == kLanes) return std::memcpy(&v, p, sizeof v), v;
+  std::memcpy(&v, p, sizeof(int32_t) * lanes);
+  return v;
+}
+
+static inline void store_n(int32_t* p, vint v, int64_t lanes) {
+  if (lanes == kLanes) return (void)std::memcpy(p, &v, sizeof v);
+  std::memcpy(p, &v, sizeof(int32_t) * lanes);
+}
+
+// body(i, lanes) for i = begin, begin + kLanes, ...: lanes is kLanes but at the tail.
+template <class F>
+static inline void for_each_vector(int64_t begin, int64_t end, F&& body) {
+  for (int64_t i = begin; i < end; i += kLanes) body(i, end - i < kLanes ? end - i : kLanes);
+}
 
 // x − (+0) is x for every x (−0 included), so this folds to a plain broadcast; x + 0
 // would not (−0 + 0 = +0) and costs an add on the FMA ports.
@@ -55,7 +88,7 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float
 void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax,
                        const Exec& ex);
 void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t* argmax,
-                        float* dx, const Exec& ex);
+                        const float* relu_y, float* dx, const Exec& ex);
 void relu_forward(int64_t count, const float* x, float* y, const Exec& ex);
 void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
                    const Exec& ex);

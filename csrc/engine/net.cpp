@@ -3,8 +3,9 @@
 //             (Flatten and inference-time Dropout only alias their input);
 //   loss:     softmax + cross-entropy fused, giving dlogits;
 //   backward: two ping-pong gradient buffers; a fused ReLU is undone by masking with
-//             the layer's output (relu(z) > 0 exactly when z > 0); the first layer
-//             skips its input gradient;
+//             the layer's output (relu(z) > 0 exactly when z > 0), inside the pooling
+//             gradient when a max-pool follows it; the first layer skips its input
+//             gradient;
 //   update:   Adam or SGD over the flat parameter buffer in one pass.
 #include "engine/net.h"
 
@@ -272,15 +273,18 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
 void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
   const CpuKernels& k = cpu_kernels();
   float* d = dlogits;  // gradient of the loss wrt the current layer's output
+  bool relu_done = false;  // a max-pool above already masked d by this layer's ReLU
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = layers_[i];
     const LayerSpec& spec = layer.spec;
     const float* in = i == 0 ? x : layers_[i - 1].out;
     const bool need_dx = i > 0;
+    const bool input_from_relu = i > 0 && layers_[i - 1].spec.activation == Activation::Relu;
     float* other = d == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-    if (spec.activation == Activation::Relu) {
+    if (spec.activation == Activation::Relu && !relu_done) {
       k.relu_backward(n * layer.out_size, layer.out, d, d, ex);
     }
+    relu_done = false;
     float* db = layer.bias >= 0 ? grads_.data() + layer.bias : scratch_bias_.data();
     switch (spec.kind) {
       case LayerSpec::Kind::Conv2d: {
@@ -291,7 +295,11 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
         break;
       }
       case LayerSpec::Kind::MaxPool2d:
-        if (need_dx) k.maxpool2d_backward(pool_geometry(layer, n), d, layer.argmax.data(), other, ex);
+        if (need_dx) {
+          k.maxpool2d_backward(pool_geometry(layer, n), d, layer.argmax.data(),
+                               input_from_relu ? layer.out : nullptr, other, ex);
+          relu_done = input_from_relu;
+        }
         d = other;
         break;
       case LayerSpec::Kind::Flatten:
@@ -318,7 +326,7 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
       case LayerSpec::Kind::Dropout:
         if (layer.out != in) {  // active this step: the gradient is masked the same way
           const float* mask = layer.mask.data();
-          parallel_for_blocks(n * layer.out_size, 16384, ex.threads, [&](int64_t b, int64_t e) {
+          parallel_for_blocks(n * layer.out_size, 16384, ex.threads, [=](int64_t b, int64_t e) {
             for (int64_t j = b; j < e; ++j) d[j] *= mask[j];
           });
         }
