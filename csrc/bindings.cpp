@@ -537,6 +537,18 @@ void bind_net(py::module_& m) {
         return out;
       })
       .def_property_readonly("parameter_count", &Net::parameter_count)
+      .def("timings", [](const Net& net) {
+        const Net::Timings& t = net.timings();
+        py::dict d;
+        d["forward"] = t.forward;
+        d["backward"] = t.backward;
+        d["loss"] = t.loss;
+        d["update"] = t.update;
+        d["steps"] = t.steps;
+        return d;
+      }, "Wall seconds per layer (forward, backward lists), loss and update, and the "
+         "number of training steps, since the last reset_timings()")
+      .def("reset_timings", &Net::reset_timings)
       .def("train_step", [](Net& net, const FloatArray& x, const LabelArray& labels) {
         return run_batch(net, x, labels, &Net::train_step);
       }, py::arg("x"), py::arg("labels"))

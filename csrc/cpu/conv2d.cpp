@@ -37,13 +37,13 @@ void im2col(const Conv2dGeometry& g, const float* x, float* col) {
         float* dst = row + ki * row_len;
         const int64_t ih = oy * g.stride_h + ki - g.pad_top;
         if (ih < 0 || ih >= g.h) {
-          std::fill(dst, dst + row_len, 0.0f);
+          zero_floats(dst, row_len);
           continue;
         }
-        std::fill(dst, dst + run.kj_begin * g.cin, 0.0f);
-        const float* src = x + (ih * g.w + run.iw_begin) * g.cin;
-        std::copy(src, src + (run.kj_end - run.kj_begin) * g.cin, dst + run.kj_begin * g.cin);
-        std::fill(dst + run.kj_end * g.cin, dst + row_len, 0.0f);
+        zero_floats(dst, run.kj_begin * g.cin);
+        copy_floats(dst + run.kj_begin * g.cin, x + (ih * g.w + run.iw_begin) * g.cin,
+                    (run.kj_end - run.kj_begin) * g.cin);
+        zero_floats(dst + run.kj_end * g.cin, row_len - run.kj_end * g.cin);
       }
     }
   }
@@ -62,9 +62,8 @@ void col2im(const Conv2dGeometry& g, const float* dcol, float* dx) {
       for (int64_t ki = 0; ki < g.kh; ++ki) {
         const int64_t ih = oy * g.stride_h + ki - g.pad_top;
         if (ih < 0 || ih >= g.h) continue;
-        const float* src = row + ki * row_len + run.kj_begin * g.cin;
-        float* dst = dx + (ih * g.w + run.iw_begin) * g.cin;
-        for (int64_t i = 0; i < len; ++i) dst[i] += src[i];
+        add_floats(dx + (ih * g.w + run.iw_begin) * g.cin, row + ki * row_len + run.kj_begin * g.cin,
+                   len);
       }
     }
   }

@@ -71,49 +71,58 @@ struct Epilogue {
   bool relu;            // only on the last K block
 };
 
-static inline vfloat finish(vfloat v, const float* c, const float* bias, const Epilogue& e) {
-  if (!e.overwrite) v += load(c);
-  if (e.bias) v += load(bias);
-  if (e.relu) v = v > 0.0f ? v : vfloat{};
-  return v;
+// C[0:lanes] (+)= v, + bias, ReLU. Edge columns use masked moves; full ones plain ones.
+static inline void finish(vfloat v, float* c, const float* bias, bool overwrite, bool relu,
+                          int64_t lanes) {
+  const bool full = lanes == kLanes;
+  if (!overwrite) v += full ? load(c) : load_n(c, lanes);
+  if (bias) v += full ? load(bias) : load_n(bias, lanes);
+  if (relu) v = v > 0.0f ? v : vfloat{};
+  if (full) {
+    store(c, v);
+  } else {
+    store_n(c, v, lanes);
+  }
 }
 
-// C[rows×cols] (+)= a_strip · b_strip over kc, then the epilogue.
+// C[rows×cols] (+)= a_strip · b_strip over kc, then the epilogue. Every loop over the
+// tile is unrolled, so the 12 accumulators live in registers from start to end.
 // The strip comes as three scalars, not an AStrip by value: a 16-byte reload of a
 // struct just written as two 8-byte stores stalls store forwarding on every call.
 void micro_kernel(int64_t kc, const float* a, int64_t row_step, int64_t col_step,
                   const float* b, float* c, int64_t ldc, int64_t rows, int64_t cols,
                   const Epilogue& e) {
-  vfloat acc[MR][2] = {};
+  vfloat acc[MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = vfloat{};
   for (int64_t p = 0; p < kc; ++p, a += col_step, b += NR) {
     const vfloat b0 = load(b), b1 = load(b + kLanes);
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const vfloat ai = broadcast(a[i * row_step]);
       acc[i][0] += ai * b0;
       acc[i][1] += ai * b1;
     }
   }
+  // The epilogue's flags are copied out first: read through the reference they would
+  // be reloaded after every store to C, which might alias them.
+  const bool overwrite = e.overwrite, relu = e.relu;
+  const float* bias0 = e.bias;
+  const float* bias1 = e.bias ? e.bias + kLanes : nullptr;
   if (rows == MR && cols == NR) {
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      float* ci = c + i * ldc;
-      store(ci, finish(acc[i][0], ci, e.bias, e));
-      store(ci + kLanes, finish(acc[i][1], ci + kLanes, e.bias ? e.bias + kLanes : nullptr, e));
+      finish(acc[i][0], c + i * ldc, bias0, overwrite, relu, kLanes);
+      finish(acc[i][1], c + i * ldc + kLanes, bias1, overwrite, relu, kLanes);
     }
     return;
   }
-  float tile[MR][NR];  // edge tile: spill and finish element by element
+  const int64_t lanes0 = cols < kLanes ? cols : kLanes, lanes1 = cols - lanes0;
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    store(tile[i], acc[i][0]);
-    store(tile[i] + kLanes, acc[i][1]);
-  }
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j) {
-      float v = tile[i][j];
-      if (!e.overwrite) v += c[i * ldc + j];
-      if (e.bias) v += e.bias[j];
-      if (e.relu) v = v > 0.0f ? v : 0.0f;
-      c[i * ldc + j] = v;
+    if (i < rows) {
+      finish(acc[i][0], c + i * ldc, bias0, overwrite, relu, lanes0);
+      if (lanes1 > 0) finish(acc[i][1], c + i * ldc + kLanes, bias1, overwrite, relu, lanes1);
     }
   }
 }

@@ -11,6 +11,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "ops.h"
 
 #ifndef FASTNN_ISA
@@ -39,30 +43,73 @@ static inline vfloat load(const float* p) {
 
 static inline void store(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
 
-// The first `lanes` (<= kLanes) floats, for the tail of a row; the other lanes read 0.
-// The full-vector case is tested first so it compiles to one plain load or store.
+// The first `lanes` (<= kLanes) elements, for the tail of a row; the other lanes read 0
+// and are not written. AVX-512 and AVX2 use masked moves (masked-off lanes never touch
+// memory, so a tail at the end of a buffer is safe); the portable path copies bytes.
+#if defined(__AVX512F__)
+static inline __mmask16 lane_mask(int64_t lanes) { return static_cast<__mmask16>((1u << lanes) - 1); }
 static inline vfloat load_n(const float* p, int64_t lanes) {
-  if (lanes == kLanes) return load(p);
-  vfloat v{};
-  std::memcpy(&v, p, sizeof(float) * lanes);
-  return v;
+  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(lane_mask(lanes), p));
 }
-
 static inline void store_n(float* p, vfloat v, int64_t lanes) {
-  if (lanes == kLanes) return store(p, v);
-  std::memcpy(p, &v, sizeof(float) * lanes);
+  _mm512_mask_storeu_ps(p, lane_mask(lanes), reinterpret_cast<__m512>(v));
 }
-
 static inline vint load_n(const int32_t* p, int64_t lanes) {
-  vint v{};
-  if (lanes == kLanes) return std::memcpy(&v, p, sizeof v), v;
-  std::memcpy(&v, p, sizeof(int32_t) * lanes);
+  return reinterpret_cast<vint>(_mm512_maskz_loadu_epi32(lane_mask(lanes), p));
+}
+static inline void store_n(int32_t* p, vint v, int64_t lanes) {
+  _mm512_mask_storeu_epi32(p, lane_mask(lanes), reinterpret_cast<__m512i>(v));
+}
+#elif defined(__AVX2__)
+static inline __m256i lane_mask(int64_t lanes) {
+  const vint iota{0, 1, 2, 3, 4, 5, 6, 7};
+  return reinterpret_cast<__m256i>(iota < static_cast<int32_t>(lanes));
+}
+static inline vfloat load_n(const float* p, int64_t lanes) {
+  return reinterpret_cast<vfloat>(_mm256_maskload_ps(p, lane_mask(lanes)));
+}
+static inline void store_n(float* p, vfloat v, int64_t lanes) {
+  _mm256_maskstore_ps(p, lane_mask(lanes), reinterpret_cast<__m256>(v));
+}
+static inline vint load_n(const int32_t* p, int64_t lanes) {
+  return reinterpret_cast<vint>(_mm256_maskload_epi32(p, lane_mask(lanes)));
+}
+static inline void store_n(int32_t* p, vint v, int64_t lanes) {
+  _mm256_maskstore_epi32(p, lane_mask(lanes), reinterpret_cast<__m256i>(v));
+}
+#else
+template <class V, class T>
+static inline V load_bytes(const T* p, int64_t lanes) {
+  V v{};
+  std::memcpy(&v, p, sizeof(T) * lanes);
   return v;
 }
+static inline vfloat load_n(const float* p, int64_t lanes) { return load_bytes<vfloat>(p, lanes); }
+static inline vint load_n(const int32_t* p, int64_t lanes) { return load_bytes<vint>(p, lanes); }
+static inline void store_n(float* p, vfloat v, int64_t lanes) { std::memcpy(p, &v, sizeof(float) * lanes); }
+static inline void store_n(int32_t* p, vint v, int64_t lanes) { std::memcpy(p, &v, sizeof(int32_t) * lanes); }
+#endif
 
-static inline void store_n(int32_t* p, vint v, int64_t lanes) {
-  if (lanes == kLanes) return (void)std::memcpy(p, &v, sizeof v);
-  std::memcpy(p, &v, sizeof(int32_t) * lanes);
+// Runs inside an im2col row (kw·cin floats, only 3 in a first layer): whole vectors,
+// then a scalar tail. Not a call to memmove, which costs more than a short copy, nor a
+// masked store, which the load of the next run cannot get past until it retires.
+static inline void copy_floats(float* dst, const float* src, int64_t count) {
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) store(dst + i, load(src + i));
+  for (; i < count; ++i) dst[i] = src[i];
+}
+
+static inline void zero_floats(float* dst, int64_t count) {
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) store(dst + i, vfloat{});
+  for (; i < count; ++i) dst[i] = 0.0f;
+}
+
+// dst[i] += src[i]
+static inline void add_floats(float* dst, const float* src, int64_t count) {
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) store(dst + i, load(dst + i) + load(src + i));
+  for (; i < count; ++i) dst[i] += src[i];
 }
 
 // body(i, lanes) for i = begin, begin + kLanes, ...: lanes is kLanes but at the tail.

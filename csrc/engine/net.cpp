@@ -10,6 +10,7 @@
 #include "engine/net.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -28,6 +29,10 @@ const char* kind_name(LayerSpec::Kind kind) {
     case LayerSpec::Kind::Dropout: return "dropout";
   }
   return "?";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 int64_t product(const std::vector<int64_t>& shape) {
@@ -153,6 +158,13 @@ Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, Optimi
     state_[s].resize(count);
     std::fill(state_[s].data(), state_[s].data() + count, 0.0f);
   }
+  reset_timings();
+}
+
+void Net::reset_timings() {
+  timings_ = Timings{};
+  timings_.forward.assign(layers_.size(), 0.0);
+  timings_.backward.assign(layers_.size(), 0.0);
 }
 
 int Net::optimizer_slot_count() const {
@@ -229,6 +241,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
     float* out = layer.out_buffer.data();
     const bool relu = spec.activation == Activation::Relu;
     const float* bias = layer.bias >= 0 ? params_.data() + layer.bias : nullptr;
+    const auto start = std::chrono::steady_clock::now();
     switch (spec.kind) {
       case LayerSpec::Kind::Conv2d:
         k.conv2d_forward(conv_geometry(layer, n), in, params_.data() + layer.kernel, bias, relu,
@@ -266,6 +279,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
     }
     layer.out = out;
     in = out;
+    timings_.forward[i] += seconds_since(start);
   }
   return in;
 }
@@ -281,6 +295,7 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
     const bool need_dx = i > 0;
     const bool input_from_relu = i > 0 && layers_[i - 1].spec.activation == Activation::Relu;
     float* other = d == grad_a_.data() ? grad_b_.data() : grad_a_.data();
+    const auto start = std::chrono::steady_clock::now();
     if (spec.activation == Activation::Relu && !relu_done) {
       k.relu_backward(n * layer.out_size, layer.out, d, d, ex);
     }
@@ -332,6 +347,7 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
         }
         break;
     }
+    timings_.backward[i] += seconds_since(start);
   }
 }
 
@@ -371,11 +387,16 @@ BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
   reserve(n, threads);
   const Exec ex{threads, workspace_.data()};
   const float* logits = forward(x, n, /*training=*/true, ex);
+  auto start = std::chrono::steady_clock::now();
   const double loss =
       cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), ex);
   const int64_t correct = count_correct(logits, labels, n);
+  timings_.loss += seconds_since(start);
   backward(x, grad_a_.data(), n, ex);
+  start = std::chrono::steady_clock::now();
   update(ex);
+  timings_.update += seconds_since(start);
+  ++timings_.steps;
   return {loss, correct};
 }
 

@@ -64,6 +64,17 @@ class Net {
   std::vector<std::vector<int64_t>> output_shapes() const;
   int64_t classes() const { return layers_.back().out_size; }
 
+  // Wall seconds spent in each layer's forward and backward (and in the loss and the
+  // update) since the last reset: a steady_clock read per layer and direction, so cheap
+  // enough to stay on. For benchmarks that break a step down.
+  struct Timings {
+    std::vector<double> forward, backward;
+    double loss = 0, update = 0;
+    int64_t steps = 0;
+  };
+  const Timings& timings() const { return timings_; }
+  void reset_timings();
+
   int64_t iterations = 0;
   double learning_rate;
   uint64_t seed = 0;
@@ -96,6 +107,7 @@ class Net {
   AlignedBuffer params_, grads_, state_[2];
   AlignedBuffer grad_a_, grad_b_, workspace_, scratch_bias_;
   int64_t batch_capacity_ = 0, workspace_floats_ = 0;
+  Timings timings_;
 };
 
 }  // namespace fastnn
