@@ -64,6 +64,9 @@ CONV_CASES = [
     (1, 4, 4, 64, 1, 1, 1, 1, "valid"),        # 1x1 kernel, one output channel
     (2, 3, 5, 3, 5, 5, 4, 1, "same"),          # kernel larger than the input
     (4, 8, 8, 3, 3, 3, 33, (1, 2), "valid"),
+    (2, 21, 19, 5, 3, 2, 37, (2, 1), "valid"),  # implicit GEMM with strides, cout past NR
+    (63, 9, 9, 2, 3, 3, 7, 1, "valid"),        # batch 63
+    (2, 6, 7, 130, 1, 3, 8, 1, "valid"),       # kernel row of 390 floats: the im2col path
 ]
 
 

@@ -1,8 +1,10 @@
-// conv2d.cpp — 2-D convolution, NHWC × HWIO, forward and both gradients, as im2col +
-// GEMM. An image's im2col matrix has one row per output pixel holding its kh·kw·cin
-// receptive field in HWIO order, so forward is col · W, the data gradient is
-// col2im(dY · Wᵀ) and the filter gradient is colᵀ · dY summed over the batch. Workers
-// take contiguous slices of the batch; each GEMM covers a group of consecutive images
+// conv2d.cpp — 2-D convolution, NHWC × HWIO, forward and both gradients, on GEMM.
+// Without padding, forward and filter gradient are implicit GEMMs: the micro-kernel
+// walks receptive fields in x directly (see "implicit GEMM" below). Otherwise, and for
+// the data gradient, an image's im2col matrix has one row per output pixel holding its
+// kh·kw·cin receptive field in HWIO order: forward is col · W, the data gradient
+// col2im(dY · Wᵀ), the filter gradient colᵀ · dY summed over the batch. Workers take
+// contiguous slices of the batch; each im2col GEMM covers a group of consecutive images
 // (conv2d_images_per_gemm), whose im2col rows and outputs are contiguous.
 #include <algorithm>
 
@@ -71,10 +73,129 @@ void col2im(const Conv2dGeometry& g, const float* dcol, float* dx) {
 
 }  // namespace
 
+// ---- implicit GEMM: the im2col matrix is never built ------------------------------
+// With no padding, output pixel r's receptive field is kh runs of kw·cin contiguous
+// floats in x, one per kernel row, W·cin apart: an AWalk over K = patch with MR row
+// pointers (forward), or, for the filter gradient, walks over an output image's pixels
+// from MR receptive-field offsets. That saves writing and re-reading an im2col matrix
+// 9× the size of x (a 3×3 kernel) in each direction.
+
+namespace {
+
+// Forward and filter gradient take the implicit path without padding and with a kernel
+// row short enough for one K block; 'same' convolutions copy into im2col rows instead.
+bool implicit_ok(const Conv2dGeometry& g) {
+  const bool no_padding = g.pad_top == 0 && g.pad_left == 0 &&
+                          (g.oh - 1) * g.stride_h + g.kh <= g.h &&
+                          (g.ow - 1) * g.stride_w + g.kw <= g.w;
+  return no_padding && g.kw * g.cin <= kGemmKC;
+}
+
+// Output pixels in order over the batch, with the offset in x of each one's receptive
+// field; stepping avoids two divisions per pixel.
+struct PixelCursor {
+  const Conv2dGeometry& g;
+  int64_t img, oy, ox;
+  PixelCursor(const Conv2dGeometry& geometry, int64_t r)
+      : g(geometry), img(r / g.out_pixels()), oy(r % g.out_pixels() / g.ow), ox(r % g.ow) {}
+  int64_t window_offset() const {
+    return ((img * g.h + oy * g.stride_h) * g.w + ox * g.stride_w) * g.cin;
+  }
+  void next() {
+    if (++ox < g.ow) return;
+    ox = 0;
+    if (++oy < g.oh) return;
+    oy = 0;
+    ++img;
+  }
+};
+
+// y[r0 : r1) (rows of the (n·oh·ow) × cout output) = windows · W, + bias, ReLU.
+// K blocks are whole kernel rows, so each block's walk starts on a run boundary.
+void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
+                      const float* bias, bool relu, float* y, int64_t r0, int64_t r1,
+                      float* packed_w) {
+  const int64_t run = g.kw * g.cin, patch = g.patch();
+  const int64_t block_rows = std::max<int64_t>(1, kGemmKC / run);  // kernel rows per K block
+  Gemm weights;  // W as the (patch × cout) B operand
+  weights.k = patch, weights.n = g.cout, weights.b = w, weights.ldb = g.cout;
+  for (int64_t j0 = 0; j0 < g.cout; j0 += kGemmNC) {
+    const int64_t nc = std::min(kGemmNC, g.cout - j0);
+    for (int64_t ki0 = 0; ki0 < g.kh; ki0 += block_rows) {
+      const int64_t p0 = ki0 * run, kc = std::min(block_rows, g.kh - ki0) * run;
+      const bool first = ki0 == 0, last = p0 + kc == patch;
+      pack_b(weights, p0, kc, j0, nc, packed_w);
+      PixelCursor pixel(g, r0);
+      for (int64_t r = r0; r < r1; r += MR) {
+        const int64_t rows = std::min(MR, r1 - r);
+        AWalk a;
+        for (int64_t i = 0; i < rows; ++i, pixel.next()) {
+          a.row[i] = x + pixel.window_offset() + ki0 * g.w * g.cin;
+        }
+        for (int64_t i = rows; i < MR; ++i) a.row[i] = a.row[0];  // never stored
+        a.inner = run, a.inner_step = 1, a.outer_step = g.w * g.cin;
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const Epilogue e{first, last && bias ? bias + j0 + jr : nullptr, last && relu};
+          micro_kernel(kc, a, packed_w + jr * kc, y + r * g.cout + j0 + jr, g.cout, rows,
+                       std::min(NR, nc - jr), e);
+        }
+      }
+    }
+  }
+}
+
+// dw (patch × cout) (+)= Σ over one image's pixels of window(r)ᵀ · dy[r]: rows of the
+// A strip are MR patch positions, each walking the image's output pixels row by row.
+// The image's dy (pixels × cout) is the packed B operand.
+void filter_implicit(const Conv2dGeometry& g, const float* x_image, const float* dy_image,
+                     float* dw, bool overwrite, float* packed_dy) {
+  const int64_t run = g.kw * g.cin, patch = g.patch(), pixels = g.out_pixels();
+  Gemm grad;  // dy as the (pixels × cout) B operand
+  grad.k = pixels, grad.n = g.cout, grad.b = dy_image, grad.ldb = g.cout;
+  pack_b(grad, 0, pixels, 0, g.cout, packed_dy);
+  for (int64_t p = 0; p < patch; p += MR) {
+    const int64_t rows = std::min(MR, patch - p);
+    AWalk a;
+    for (int64_t i = 0; i < MR; ++i) {
+      const int64_t q = p + (i < rows ? i : 0);  // (ki, kj, ci) = (q / run, q % run)
+      a.row[i] = x_image + (q / run) * g.w * g.cin + q % run;
+    }
+    a.inner = g.ow, a.inner_step = g.stride_w * g.cin, a.outer_step = g.stride_h * g.w * g.cin;
+    for (int64_t jr = 0; jr < g.cout; jr += NR) {
+      micro_kernel(pixels, a, packed_dy + jr * pixels, dw + p * g.cout + jr, g.cout, rows,
+                   std::min(NR, g.cout - jr), Epilogue{overwrite, nullptr, false});
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+bool conv2d_filter_implicit(const Conv2dGeometry& g) {
+  // One image's dy, packed, must fit the B panel; and short images (the seed CNN's
+  // third conv has 9 pixels) would pay the C tile's load and store every few K steps,
+  // so they take the grouped im2col path.
+  const int64_t strips = (g.cout + NR - 1) / NR;
+  return implicit_ok(g) && g.out_pixels() >= 32 &&
+         g.out_pixels() * strips * NR <= kGemmKC * kGemmNC;
+}
+
+}  // namespace
+
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                     const float* bias, bool relu, float* y, const Exec& ex) {
   const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
   const int64_t image_floats = g.h * g.w * g.cin;
+  if (implicit_ok(g)) {  // workers take strips of output pixels
+    const int64_t strips = (g.n * rows + MR - 1) / MR;
+    const int workers = static_cast<int>(conv2d_workers(g, ex.threads));
+    parallel_for(strips, workers, [&](int64_t begin, int64_t end, int worker) {
+      float* pack = ex.workspace + worker * conv2d_worker_floats(g);
+      forward_implicit(g, x, w, bias, relu, y, begin * MR, std::min(end * MR, g.n * rows), pack);
+    });
+    return;
+  }
   parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
     float* col = ex.workspace + worker * conv2d_worker_floats(g);
     float* pack = col + round_to_line(group * rows * patch);
@@ -120,28 +241,32 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float
   const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
   const int workers = static_cast<int>(std::min<int64_t>(std::max(ex.threads, 1), g.n));
   const int64_t worker_floats = conv2d_worker_floats(g) + conv2d_filter_partial_floats(g);
+  const bool implicit = conv2d_filter_implicit(g);
   parallel_for(g.n, workers, [&](int64_t begin, int64_t end, int worker) {
     float* dw_part = ex.workspace + worker * worker_floats;
     float* db_part = dw_part + patch * g.cout;
     float* col = dw_part + conv2d_filter_partial_floats(g);
     float* pack = col + round_to_line(group * rows * patch);
-    std::fill(db_part, db_part + g.cout, 0.0f);
-    for (int64_t first = begin; first < end; first += group) {
-      const int64_t images = std::min(group, end - first);
+    zero_floats(db_part, g.cout);
+    const int64_t step = implicit ? 1 : group;  // images per GEMM
+    for (int64_t first = begin; first < end; first += step) {
+      const int64_t images = std::min(step, end - first);
       const float* dy_group = dy + first * rows * g.cout;
-      for (int64_t i = 0; i < images; ++i) {
-        im2col(g, x + (first + i) * g.h * g.w * g.cin, col + i * rows * patch);
+      if (implicit) {
+        filter_implicit(g, x + first * g.h * g.w * g.cin, dy_group, dw_part, first == begin, pack);
+      } else {
+        for (int64_t i = 0; i < images; ++i) {
+          im2col(g, x + (first + i) * g.h * g.w * g.cin, col + i * rows * patch);
+        }
+        Gemm mm;  // dw_part (patch × cout) (+)= colᵀ (patch × images·rows) · dy (images·rows × cout)
+        mm.m = patch, mm.n = g.cout, mm.k = images * rows;
+        mm.a = col, mm.lda = patch, mm.trans_a = true;
+        mm.b = dy_group, mm.ldb = g.cout;
+        mm.c = dw_part, mm.ldc = g.cout;
+        mm.accumulate = first != begin;
+        gemm_serial(mm, pack);
       }
-      Gemm mm;  // dw_part (patch × cout) (+)= colᵀ (patch × images·rows) · dy (images·rows × cout)
-      mm.m = patch, mm.n = g.cout, mm.k = images * rows;
-      mm.a = col, mm.lda = patch, mm.trans_a = true;
-      mm.b = dy_group, mm.ldb = g.cout;
-      mm.c = dw_part, mm.ldc = g.cout;
-      mm.accumulate = first != begin;
-      gemm_serial(mm, pack);
-      for (int64_t r = 0; r < images * rows; ++r) {
-        for (int64_t c = 0; c < g.cout; ++c) db_part[c] += dy_group[r * g.cout + c];
-      }
+      for (int64_t r = 0; r < images * rows; ++r) add_floats(db_part, dy_group + r * g.cout, g.cout);
     }
   });
   // Sum the partials in worker order; workers own disjoint ranges of the outputs.

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <climits>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -121,6 +122,33 @@ static inline void for_each_vector(int64_t begin, int64_t end, F&& body) {
 // x − (+0) is x for every x (−0 included), so this folds to a plain broadcast; x + 0
 // would not (−0 + 0 = +0) and costs an add on the FMA ports.
 static inline vfloat broadcast(float x) { return x - vfloat{}; }
+
+// ---- GEMM building blocks, shared by gemm.cpp and conv2d.cpp's implicit GEMM --------
+
+constexpr int64_t MR = 6;           // register tile: MR rows of A ...
+constexpr int64_t NR = 2 * kLanes;  // ... times NR columns of B (two vectors)
+
+// Where the MR rows of an A strip lie: element k of row i, with k = o·inner + q and
+// q < inner, sits at row[i][o·outer_step + q·inner_step]. A matrix row is one run
+// (inner = ∞); an implicit-GEMM convolution walks the rows of a receptive field
+// (forward) or of an output image (filter gradient) without building im2col.
+struct AWalk {
+  const float* row[MR];
+  int64_t inner, inner_step, outer_step;
+};
+
+struct Epilogue {
+  bool overwrite;     // C = tile (first K block, not accumulating), else C += tile
+  const float* bias;  // added once the sum is complete (last K block), or null
+  bool relu;          // likewise
+};
+
+// C[rows×cols] (+)= A strip (MR×kc, rows valid) · B strip (kc×NR packed, cols valid).
+void micro_kernel(int64_t kc, const AWalk& a, const float* b, float* c, int64_t ldc,
+                  int64_t rows, int64_t cols, const Epilogue& e);
+// op(B)[p0:p0+kc, j0:j0+nc] -> NR-column strips, each stored p-major (NR floats per p);
+// columns past the edge are zero.
+void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 
 // The kernels of this path (one file per op family); kernel_table.cpp lists them.
 void gemm(const Gemm& g, const Exec& ex);
