@@ -67,6 +67,7 @@ CONV_CASES = [
     (2, 21, 19, 5, 3, 2, 37, (2, 1), "valid"),  # implicit GEMM with strides, cout past NR
     (63, 9, 9, 2, 3, 3, 7, 1, "valid"),        # batch 63
     (2, 6, 7, 130, 1, 3, 8, 1, "valid"),       # kernel row of 390 floats: the im2col path
+    (2, 4, 3, 2, 2, 1, 400, 1, "valid"),       # cout 400: dx by a plain GEMM per image
 ]
 
 

@@ -215,20 +215,39 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
   });
 }
 
+// dcol = dy · Wᵀ, then col2im. Wᵀ (cout × patch) is packed once per worker and call
+// (not once per image, as a plain GEMM per group would), when cout fits one K block.
 void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy,
                           float* dx, const Exec& ex) {
   const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
+  Gemm wt;  // Wᵀ as the (cout × patch) B operand
+  wt.k = g.cout, wt.n = patch, wt.b = w, wt.ldb = g.cout, wt.trans_b = true;
+  const bool pack_once = g.cout <= kGemmKC && (patch + NR - 1) / NR * NR * g.cout <= kGemmPackFloats;
   parallel_for(g.n, ex.threads, [&](int64_t begin, int64_t end, int worker) {
     float* dcol = ex.workspace + worker * conv2d_worker_floats(g);
     float* pack = dcol + round_to_line(group * rows * patch);
+    if (pack_once) pack_b(wt, 0, g.cout, 0, patch, pack);
     for (int64_t first = begin; first < end; first += group) {
       const int64_t images = std::min(group, end - first);
-      Gemm mm;  // dcol (images·rows × patch) = dy (images·rows × cout) · Wᵀ (cout × patch)
-      mm.m = images * rows, mm.n = patch, mm.k = g.cout;
-      mm.a = dy + first * rows * g.cout, mm.lda = g.cout;
-      mm.b = w, mm.ldb = g.cout, mm.trans_b = true;
-      mm.c = dcol, mm.ldc = patch;
-      gemm_serial(mm, pack);
+      const float* dy_group = dy + first * rows * g.cout;
+      if (pack_once) {
+        for (int64_t r = 0; r < images * rows; r += MR) {
+          const int64_t strip_rows = std::min(MR, images * rows - r);
+          AWalk a;  // MR rows of dy, read in place
+          for (int64_t i = 0; i < MR; ++i) a.row[i] = dy_group + (r + (i < strip_rows ? i : 0)) * g.cout;
+          a.inner = g.cout, a.inner_step = 1, a.outer_step = 0;
+          for (int64_t jr = 0; jr < patch; jr += NR) {
+            micro_kernel(g.cout, a, pack + jr * g.cout, dcol + r * patch + jr, patch, strip_rows,
+                         std::min(NR, patch - jr), Epilogue{true, nullptr, false});
+          }
+        }
+      } else {
+        Gemm mm = wt;  // dcol (images·rows × patch) = dy (images·rows × cout) · Wᵀ
+        mm.m = images * rows;
+        mm.a = dy_group, mm.lda = g.cout;
+        mm.c = dcol, mm.ldc = patch;
+        gemm_serial(mm, pack);
+      }
       for (int64_t i = 0; i < images; ++i) {
         col2im(g, dcol + i * rows * patch, dx + (first + i) * g.h * g.w * g.cin);
       }
