@@ -1,9 +1,11 @@
-"""Command line: ``python -m fastnn train`` and ``python -m fastnn info``."""
+"""Command line: ``python -m fastnn train``, ``python -m fastnn bench train|ops`` and
+``python -m fastnn info``."""
 import argparse
 import sys
 
 import fastnn
 from fastnn import _cli
+from fastnn.bench import ops as bench_ops, train as bench_train
 
 
 def info(_args):
@@ -19,6 +21,16 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print the build: version, CPU ISA paths, CUDA, threads").set_defaults(run=info)
     _cli.add_train_parser(commands)
+    bench = commands.add_parser(
+        "bench", help="benchmarks against NumPy and PyTorch: training throughput, single ops",
+        description="Benchmark fastnn against its NumPy reference, and PyTorch and Keras "
+                    "when they are installed.")
+    suites = bench.add_subparsers(dest="suite", required=True)
+    for name, module, help_text in (
+            ("train", bench_train, "the seed CNN's training throughput (images/s)"),
+            ("ops", bench_ops, "each op and direction alone at the seed CNN's shapes")):
+        module.build_parser(suites.add_parser(name, help=help_text,
+                                              description=module.DESCRIPTION))
     args = parser.parse_args(argv)
     return args.run(args)
 

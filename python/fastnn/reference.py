@@ -78,15 +78,27 @@ def _conv_geometry(x, w, strides, padding):
     return (sh, sw), (oh, ow), ((top, bottom), (left, right))
 
 
-def _conv_windows(x, kh, kw, strides, pads):
-    """Padded input viewed as its receptive fields (im2col without a copy).
+def _tap(a, i, j, strides, out_size):
+    """View of a (N, H, W, C) at window element (i, j) of every output position.
 
-    Returns a view of shape (N, OH, OW, Cin, KH, KW): element [n, p, q, c, i, j]
-    is xpad[n, p*sh + i, q*sw + j, c].
+    Element [n, p, q, c] is a[n, p*sh + i, q*sw + j, c], for p < OH and q < OW: a strided
+    view, so the ops below loop over the few window elements, never over the pixels.
+    """
+    (sh, sw), (oh, ow) = strides, out_size
+    return a[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+
+
+def _im2col(x, kh, kw, strides, pads):
+    """The receptive fields of the padded input as one matrix (im2col).
+
+    Returns col (N*OH*OW, KH*KW*Cin): row (n, p, q), column (i, j, c) holds
+    xpad[n, p*sh + i, q*sw + j, c]. The columns run in HWIO order, so that
+    col @ w.reshape(-1, Cout) is the convolution: one copy and one matmul.
     """
     xpad = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    windows = sliding_window_view(xpad, (kh, kw), axis=(1, 2))
-    return windows[:, ::strides[0], ::strides[1]]
+    windows = sliding_window_view(xpad, (kh, kw), axis=(1, 2))[:, ::strides[0], ::strides[1]]
+    n, oh, ow, cin = windows.shape[:4]  # windows is (N, OH, OW, Cin, KH, KW)
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)
 
 
 def conv2d(x, w, b, strides=(1, 1), padding="valid"):
@@ -100,9 +112,10 @@ def conv2d(x, w, b, strides=(1, 1), padding="valid"):
     dtype = _compute_dtype(x, w, b)
     x = np.asarray(x, dtype=dtype)
     w = np.asarray(w, dtype=dtype)
-    strides, _, pads = _conv_geometry(x, w, strides, padding)
-    windows = _conv_windows(x, w.shape[0], w.shape[1], strides, pads)
-    y = np.einsum("npqcij,ijco->npqo", windows, w, optimize=True)
+    strides, (oh, ow), pads = _conv_geometry(x, w, strides, padding)
+    kh, kw, _, cout = w.shape
+    col = _im2col(x, kh, kw, strides, pads)
+    y = (col @ w.reshape(-1, cout)).reshape(x.shape[0], oh, ow, cout)
     if b is not None:
         y += np.asarray(b, dtype=dtype)
     return y
@@ -118,26 +131,35 @@ def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid"):
     and dx is dxpad with the padding cropped off.
     Returns (dx, dw, db) shaped like x, w and (Cout,).
     """
+    return _conv2d_backward(x, w, dy, strides, padding, input_grad=True)
+
+
+def _conv2d_backward(x, w, dy, strides, padding, input_grad):
+    """conv2d_backward; with input_grad False, dx is None: a network's first layer needs none."""
     dtype = _compute_dtype(x, w, dy)
     x = np.asarray(x, dtype=dtype)
     w = np.asarray(w, dtype=dtype)
     dy = np.asarray(dy, dtype=dtype)
-    (sh, sw), (oh, ow), pads = _conv_geometry(x, w, strides, padding)
-    n, h, wd, _ = x.shape
+    strides, (oh, ow), pads = _conv_geometry(x, w, strides, padding)
+    n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape
     if dy.shape != (n, oh, ow, cout):
         raise ValueError(f"dy must have shape {(n, oh, ow, cout)}, got {dy.shape}")
 
-    windows = _conv_windows(x, kh, kw, (sh, sw), pads)
-    dw = np.einsum("npqcij,npqo->ijco", windows, dy, optimize=True)
-    db = dy.sum(axis=(0, 1, 2))
+    # In im2col form y2d = col @ w.reshape(-1, Cout), so dw is col.T @ dy2d.
+    dy2d = dy.reshape(-1, cout)
+    dw = (_im2col(x, kh, kw, strides, pads).T @ dy2d).reshape(w.shape)
+    db = dy2d.sum(axis=0)
+    if not input_grad:
+        return None, dw, db
 
-    # col2im: kernel tap (i, j) sent every output (p, q) to input (p*sh + i, q*sw + j).
+    # col2im: kernel tap (i, j) sent every output (p, q) to input (p*sh + i, q*sw + j), so
+    # it gets back dy @ w[i, j].T there. One batched matmul gives all taps, each contiguous.
+    dtaps = np.matmul(dy2d, w.transpose(0, 1, 3, 2))  # (KH, KW, N*OH*OW, Cin)
     (top, _), (left, _) = pads
-    dxpad = np.zeros((n, h + sum(pads[0]), wd + sum(pads[1]), x.shape[3]), dtype=dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxpad[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += dy @ w[i, j].T
+    dxpad = np.zeros((n, h + sum(pads[0]), wd + sum(pads[1]), cin), dtype=dtype)
+    for i, j in np.ndindex(kh, kw):
+        _tap(dxpad, i, j, strides, (oh, ow))[...] += dtaps[i, j].reshape(n, oh, ow, cin)
     dx = dxpad[:, top:top + h, left:left + wd, :]
     return dx, dw, db
 
@@ -188,15 +210,14 @@ def dense_backward(x, w, dy):
 # max pooling
 # ---------------------------------------------------------------------------
 
-def _pool_windows(x, pool_size, strides):
-    """Check pool arguments; return the windows view (N, OH, OW, C, PH, PW) and sizes."""
+def _pool_geometry(x, pool_size, strides):
+    """Check pool arguments; return ((PH, PW), (sh, sw), (OH, OW))."""
     _check_ndim(x, 4, "x")
     ph, pw = _pair(pool_size, "pool_size")
     sh, sw = _pair(pool_size if strides is None else strides, "strides")
-    conv_output_size(x.shape[1], ph, sh, "valid")  # raises if the pool does not fit
-    conv_output_size(x.shape[2], pw, sw, "valid")
-    windows = sliding_window_view(x, (ph, pw), axis=(1, 2))[:, ::sh, ::sw]
-    return windows, (ph, pw), (sh, sw)
+    oh = conv_output_size(x.shape[1], ph, sh, "valid")[0]  # raises if the pool does not fit
+    ow = conv_output_size(x.shape[2], pw, sw, "valid")[0]
+    return (ph, pw), (sh, sw), (oh, ow)
 
 
 def maxpool2d(x, pool_size=(2, 2), strides=None):
@@ -207,8 +228,12 @@ def maxpool2d(x, pool_size=(2, 2), strides=None):
     with OH = (H - PH) // sh + 1, OW = (W - PW) // sw + 1. Returns y (N, OH, OW, C).
     """
     x = np.asarray(x, dtype=_compute_dtype(x))
-    windows, _, _ = _pool_windows(x, pool_size, strides)
-    return windows.max(axis=(4, 5))
+    (ph, pw), strides, out_size = _pool_geometry(x, pool_size, strides)
+    taps = [_tap(x, i, j, strides, out_size) for i, j in np.ndindex(ph, pw)]
+    y = taps[0].copy()
+    for tap in taps[1:]:
+        np.maximum(y, tap, out=y)
+    return y
 
 
 def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None):
@@ -222,18 +247,25 @@ def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None):
     dtype = _compute_dtype(x, dy)
     x = np.asarray(x, dtype=dtype)
     dy = np.asarray(dy, dtype=dtype)
-    windows, (ph, pw), (sh, sw) = _pool_windows(x, pool_size, strides)
-    n, oh, ow, c = windows.shape[:4]
-    if dy.shape != (n, oh, ow, c):
-        raise ValueError(f"dy must have shape {(n, oh, ow, c)}, got {dy.shape}")
+    (ph, pw), strides, out_size = _pool_geometry(x, pool_size, strides)
+    y = maxpool2d(x, (ph, pw), strides)
+    if dy.shape != y.shape:
+        raise ValueError(f"dy must have shape {y.shape}, got {dy.shape}")
 
-    # Flattening (PH, PW) row-major makes argmax's "first occurrence" the tie rule.
-    first_max = windows.reshape(n, oh, ow, c, ph * pw).argmax(axis=-1)
+    # np.ndindex walks the window row-major, so the first element equal to the maximum
+    # takes the gradient and `routed` keeps every later tie out.
+    overlapping = strides[0] < ph or strides[1] < pw
     dx = np.zeros_like(x)
-    for i in range(ph):
-        for j in range(pw):
-            routed = dy * (first_max == i * pw + j)
-            dx[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += routed
+    routed = np.zeros(y.shape, dtype=bool)
+    for i, j in np.ndindex(ph, pw):
+        hit = _tap(x, i, j, strides, out_size) == y
+        hit &= ~routed
+        routed |= hit
+        dx_tap = _tap(dx, i, j, strides, out_size)
+        if overlapping:  # an element of several windows collects from each
+            dx_tap += hit * dy
+        else:            # each element is in one window at most: write, skip the add
+            np.multiply(hit, dy, out=dx_tap)
     return dx
 
 

@@ -189,7 +189,7 @@ class ReferenceNet:
                  relu_backward on the layer's output, then conv2d_backward /
                  dense_backward / maxpool2d_backward / reshape / where(keep, dy * s, 0),
                  giving the layer's parameter gradients and the gradient of its input
-                 (computed by the reference op but unused for the first weighted layer).
+                 (the first layer with weights needs none, and a conv2d there skips it).
       update     adam: reference.adam_update(p, g, m, v, step=iterations + 1, ...)
                  sgd:  v = momentum*v - lr*g; p += v  (nesterov: p += momentum*v - lr*g),
                        and p -= lr*g with momentum 0
@@ -362,8 +362,9 @@ class ReferenceNet:
             if layer.get("activation") == "relu":
                 dy = ref.relu_backward(outputs[i], dy)  # output > 0 exactly where input > 0
             if kind == "conv2d":
-                dx, grads[layer["w"]], db = ref.conv2d_backward(
-                    x, self._params[layer["w"]], dy, layer["strides"], layer["padding"])
+                dx, grads[layer["w"]], db = ref._conv2d_backward(
+                    x, self._params[layer["w"]], dy, layer["strides"], layer["padding"],
+                    input_grad=i > first)
             elif kind == "dense":
                 dx, grads[layer["w"]], db = ref.dense_backward(x, self._params[layer["w"]], dy)
             elif kind == "maxpool2d":
