@@ -125,19 +125,29 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
       const int64_t p0 = ki0 * run, kc = std::min(block_rows, g.kh - ki0) * run;
       const bool first = ki0 == 0, last = p0 + kc == patch;
       pack_b(weights, p0, kc, j0, nc, packed_w);
+      // Blocks of kStrips strips: each B strip (kc × NR, 36 KiB for the seed's second
+      // conv) then serves the whole block from L1 instead of coming back from L2 for
+      // every strip; the strips' A rows are a few KiB of x.
+      constexpr int64_t kStrips = kGemmMC / MR;
+      AWalk a[kStrips];
       PixelCursor pixel(g, r0);
-      for (int64_t r = r0; r < r1; r += MR) {
-        const int64_t rows = std::min(MR, r1 - r);
-        AWalk a;
-        for (int64_t i = 0; i < rows; ++i, pixel.next()) {
-          a.row[i] = x + pixel.window_offset() + ki0 * g.w * g.cin;
+      for (int64_t block = r0; block < r1; block += kStrips * MR) {
+        const int64_t strips = std::min(kStrips, (r1 - block + MR - 1) / MR);
+        for (int64_t s = 0; s < strips; ++s) {
+          const int64_t rows = std::min(MR, r1 - block - s * MR);
+          for (int64_t i = 0; i < rows; ++i, pixel.next()) {
+            a[s].row[i] = x + pixel.window_offset() + ki0 * g.w * g.cin;
+          }
+          for (int64_t i = rows; i < MR; ++i) a[s].row[i] = a[s].row[0];  // never stored
+          a[s].inner = run, a[s].inner_step = 1, a[s].outer_step = g.w * g.cin;
         }
-        for (int64_t i = rows; i < MR; ++i) a.row[i] = a.row[0];  // never stored
-        a.inner = run, a.inner_step = 1, a.outer_step = g.w * g.cin;
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const Epilogue e{first, last && bias ? bias + j0 + jr : nullptr, last && relu};
-          micro_kernel(kc, a, packed_w + jr * kc, y + r * g.cout + j0 + jr, g.cout, rows,
-                       std::min(NR, nc - jr), e);
+          for (int64_t s = 0; s < strips; ++s) {
+            const int64_t r = block + s * MR;
+            micro_kernel(kc, a[s], packed_w + jr * kc, y + r * g.cout + j0 + jr, g.cout,
+                         std::min(MR, r1 - r), std::min(NR, nc - jr), e);
+          }
         }
       }
     }

@@ -2,9 +2,7 @@
 // (shared with conv2d.cpp's implicit GEMM), and the column sums that give a dense or
 // conv layer its bias gradient. A kc×nc panel of op(B) is packed into NR-wide strips;
 // op(A) is packed into MR-tall strips or read in place (see gemm_serial); each pair of
-// strips is multiplied in an MR×NR register tile: 6 rows × 2 vectors = 12
-// accumulators, plus 2 B vectors and 1 broadcast, fit the 16 vector registers of SSE2
-// and AVX2.
+// strips is multiplied in an MR×NR register tile (isa.h: 6 rows × 2 or 4 vectors).
 #include <algorithm>
 
 #include "cpu/isa.h"
@@ -47,27 +45,30 @@ static inline void finish(vfloat v, float* c, const float* bias, bool overwrite,
 
 }  // namespace
 
-// Every loop over the tile is unrolled, so the 12 accumulators live in registers from
-// start to end; the walk's offset is one register added to the MR row pointers.
+// Every loop over the tile is unrolled, so the MR·NV accumulators live in registers
+// from start to end; the walk's offset is one register added to the MR row pointers.
 void micro_kernel(int64_t kc, const AWalk& w, const float* b, float* c, int64_t ldc,
                   int64_t rows, int64_t cols, const Epilogue& e) {
   const float* row[MR];
-  vfloat acc[MR][2];
+  vfloat acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     row[i] = w.row[i];
-    acc[i][0] = acc[i][1] = vfloat{};
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
   }
   for (int64_t k = 0, start = 0; k < kc; start += w.outer_step) {
     const int64_t run = std::min(w.inner, kc - k);
     int64_t at = start;
     for (int64_t q = 0; q < run; ++q, at += w.inner_step, b += NR) {
-      const vfloat b0 = load(b), b1 = load(b + kLanes);
+      vfloat bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = load(b + v * kLanes);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         const vfloat ai = broadcast(row[i][at]);
-        acc[i][0] += ai * b0;
-        acc[i][1] += ai * b1;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
       }
     }
     k += run;
@@ -75,22 +76,28 @@ void micro_kernel(int64_t kc, const AWalk& w, const float* b, float* c, int64_t 
   // The epilogue's flags are copied out first: read through the reference they would
   // be reloaded after every store to C, which might alias them.
   const bool overwrite = e.overwrite, relu = e.relu;
-  const float* bias0 = e.bias;
-  const float* bias1 = e.bias ? e.bias + kLanes : nullptr;
+  const float* bias = e.bias;
   if (rows == MR && cols == NR) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      finish(acc[i][0], c + i * ldc, bias0, overwrite, relu, kLanes);
-      finish(acc[i][1], c + i * ldc + kLanes, bias1, overwrite, relu, kLanes);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        finish(acc[i][v], c + i * ldc + v * kLanes, bias ? bias + v * kLanes : nullptr,
+               overwrite, relu, kLanes);
+      }
     }
     return;
   }
-  const int64_t lanes0 = cols < kLanes ? cols : kLanes, lanes1 = cols - lanes0;
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    if (i < rows) {
-      finish(acc[i][0], c + i * ldc, bias0, overwrite, relu, lanes0);
-      if (lanes1 > 0) finish(acc[i][1], c + i * ldc + kLanes, bias1, overwrite, relu, lanes1);
+    if (i >= rows) continue;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t lanes = std::min<int64_t>(kLanes, cols - v * kLanes);
+      if (lanes > 0) {
+        finish(acc[i][v], c + i * ldc + v * kLanes, bias ? bias + v * kLanes : nullptr,
+               overwrite, relu, lanes);
+      }
     }
   }
 }
