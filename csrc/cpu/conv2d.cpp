@@ -124,7 +124,10 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
     for (int64_t ki0 = 0; ki0 < g.kh; ki0 += block_rows) {
       const int64_t p0 = ki0 * run, kc = std::min(block_rows, g.kh - ki0) * run;
       const bool first = ki0 == 0, last = p0 + kc == patch;
-      pack_b(weights, p0, kc, j0, nc, packed_w);
+      // W's rows already have the packed layout when cout fits the strips exactly.
+      const bool in_place = rows_are_strips(g.cout);
+      if (!in_place) pack_b(weights, p0, kc, j0, nc, packed_w);
+      const int64_t ldb = in_place ? g.cout : NR;
       // Blocks of kStrips strips: each B strip (kc × NR, 36 KiB for the seed's second
       // conv) then serves the whole block from L1 instead of coming back from L2 for
       // every strip; the strips' A rows are a few KiB of x.
@@ -145,7 +148,8 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
           const Epilogue e{first, last && bias ? bias + j0 + jr : nullptr, last && relu};
           for (int64_t s = 0; s < strips; ++s) {
             const int64_t r = block + s * MR;
-            micro_kernel(kc, a[s], packed_w + jr * kc, y + r * g.cout + j0 + jr, g.cout,
+            const float* b = in_place ? w + p0 * g.cout + j0 + jr : packed_w + jr * kc;
+            micro_kernel(kc, a[s], b, ldb, y + r * g.cout + j0 + jr, g.cout,
                          std::min(MR, r1 - r), std::min(NR, nc - jr), e);
           }
         }
@@ -160,9 +164,10 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
 void filter_implicit(const Conv2dGeometry& g, const float* x_image, const float* dy_image,
                      float* dw, bool overwrite, float* packed_dy) {
   const int64_t run = g.kw * g.cin, patch = g.patch(), pixels = g.out_pixels();
-  Gemm grad;  // dy as the (pixels × cout) B operand
+  Gemm grad;  // dy as the (pixels × cout) B operand, packed unless its rows already are
   grad.k = pixels, grad.n = g.cout, grad.b = dy_image, grad.ldb = g.cout;
-  pack_b(grad, 0, pixels, 0, g.cout, packed_dy);
+  const bool in_place = rows_are_strips(g.cout);
+  if (!in_place) pack_b(grad, 0, pixels, 0, g.cout, packed_dy);
   for (int64_t p = 0; p < patch; p += MR) {
     const int64_t rows = std::min(MR, patch - p);
     AWalk a;
@@ -172,7 +177,8 @@ void filter_implicit(const Conv2dGeometry& g, const float* x_image, const float*
     }
     a.inner = g.ow, a.inner_step = g.stride_w * g.cin, a.outer_step = g.stride_h * g.w * g.cin;
     for (int64_t jr = 0; jr < g.cout; jr += NR) {
-      micro_kernel(pixels, a, packed_dy + jr * pixels, dw + p * g.cout + jr, g.cout, rows,
+      const float* b = in_place ? dy_image + jr : packed_dy + jr * pixels;
+      micro_kernel(pixels, a, b, in_place ? g.cout : NR, dw + p * g.cout + jr, g.cout, rows,
                    std::min(NR, g.cout - jr), Epilogue{overwrite, nullptr, false});
     }
   }
@@ -247,7 +253,7 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* 
           for (int64_t i = 0; i < MR; ++i) a.row[i] = dy_group + (r + (i < strip_rows ? i : 0)) * g.cout;
           a.inner = g.cout, a.inner_step = 1, a.outer_step = 0;
           for (int64_t jr = 0; jr < patch; jr += NR) {
-            micro_kernel(g.cout, a, pack + jr * g.cout, dcol + r * patch + jr, patch, strip_rows,
+            micro_kernel(g.cout, a, pack + jr * g.cout, NR, dcol + r * patch + jr, patch, strip_rows,
                          std::min(NR, patch - jr), Epilogue{true, nullptr, false});
           }
         }

@@ -45,30 +45,34 @@ static inline void finish(vfloat v, float* c, const float* bias, bool overwrite,
 
 }  // namespace
 
-// Every loop over the tile is unrolled, so the MR·NV accumulators live in registers
-// from start to end; the walk's offset is one register added to the MR row pointers.
-void micro_kernel(int64_t kc, const AWalk& w, const float* b, float* c, int64_t ldc,
-                  int64_t rows, int64_t cols, const Epilogue& e) {
+namespace {
+
+// The tile with W vectors of B per row. Every loop over it is unrolled, so the MR·W
+// accumulators live in registers from start to end; the walk's offset is one register
+// added to the MR row pointers.
+template <int W>
+void tile(int64_t kc, const AWalk& w, const float* b, int64_t ldb, float* c, int64_t ldc,
+          int64_t rows, int64_t cols, const Epilogue& e) {
   const float* row[MR];
-  vfloat acc[MR][NV];
+  vfloat acc[MR][W];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     row[i] = w.row[i];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = vfloat{};
+    for (int v = 0; v < W; ++v) acc[i][v] = vfloat{};
   }
   for (int64_t k = 0, start = 0; k < kc; start += w.outer_step) {
     const int64_t run = std::min(w.inner, kc - k);
     int64_t at = start;
-    for (int64_t q = 0; q < run; ++q, at += w.inner_step, b += NR) {
-      vfloat bv[NV];
+    for (int64_t q = 0; q < run; ++q, at += w.inner_step, b += ldb) {
+      vfloat bv[W];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = load(b + v * kLanes);
+      for (int v = 0; v < W; ++v) bv[v] = load(b + v * kLanes);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         const vfloat ai = broadcast(row[i][at]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
+        for (int v = 0; v < W; ++v) acc[i][v] += ai * bv[v];
       }
     }
     k += run;
@@ -77,11 +81,11 @@ void micro_kernel(int64_t kc, const AWalk& w, const float* b, float* c, int64_t 
   // be reloaded after every store to C, which might alias them.
   const bool overwrite = e.overwrite, relu = e.relu;
   const float* bias = e.bias;
-  if (rows == MR && cols == NR) {
+  if (rows == MR && cols == W * kLanes) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < W; ++v) {
         finish(acc[i][v], c + i * ldc + v * kLanes, bias ? bias + v * kLanes : nullptr,
                overwrite, relu, kLanes);
       }
@@ -92,13 +96,26 @@ void micro_kernel(int64_t kc, const AWalk& w, const float* b, float* c, int64_t 
   for (int i = 0; i < MR; ++i) {
     if (i >= rows) continue;
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
+    for (int v = 0; v < W; ++v) {
       const int64_t lanes = std::min<int64_t>(kLanes, cols - v * kLanes);
       if (lanes > 0) {
         finish(acc[i][v], c + i * ldc + v * kLanes, bias ? bias + v * kLanes : nullptr,
                overwrite, relu, lanes);
       }
     }
+  }
+}
+
+}  // namespace
+
+// A strip at most two vectors wide (a 32-channel layer on AVX-512) runs the narrow
+// tile, which reads and multiplies only those two vectors of B.
+void micro_kernel(int64_t kc, const AWalk& a, const float* b, int64_t ldb, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, const Epilogue& e) {
+  if (NV > 2 && cols <= 2 * kLanes) {
+    tile<2>(kc, a, b, ldb, c, ldc, rows, cols, e);
+  } else {
+    tile<NV>(kc, a, b, ldb, c, ldc, rows, cols, e);
   }
 }
 
@@ -176,7 +193,7 @@ void gemm_serial(const Gemm& g, float* pack) {
             const int64_t rows = std::min(MR, mc - ir);
             const AWalk a = copy_a ? walk_packed(packed_a + ir * kc)
                                    : walk_in_place(g, i0 + ir, rows, p0);
-            micro_kernel(kc, a, packed_b + jr * kc, g.c + (i0 + ir) * g.ldc + j0 + jr, g.ldc,
+            micro_kernel(kc, a, packed_b + jr * kc, NR, g.c + (i0 + ir) * g.ldc + j0 + jr, g.ldc,
                          rows, std::min(NR, nc - jr), e);
           }
         }

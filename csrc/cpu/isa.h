@@ -151,9 +151,16 @@ struct Epilogue {
   bool relu;          // likewise
 };
 
-// C[rows×cols] (+)= A strip (MR×kc, rows valid) · B strip (kc×NR packed, cols valid).
-void micro_kernel(int64_t kc, const AWalk& a, const float* b, float* c, int64_t ldc,
-                  int64_t rows, int64_t cols, const Epilogue& e);
+// C[rows×cols] (+)= A strip (MR×kc, rows valid) · B strip (kc×cols, row k at b + k·ldb;
+// a packed strip has ldb = NR). Whole vectors of B are read: up to 2 when cols <= 2
+// vectors, else NV, and those reads must stay inside the buffer.
+void micro_kernel(int64_t kc, const AWalk& a, const float* b, int64_t ldb, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, const Epilogue& e);
+
+// Whether a row-major k×n matrix with row stride n can be the B operand as it is, strip
+// jr at b + jr with ldb = n: every strip is exactly as wide as the vectors the
+// micro-kernel reads (n a multiple of NR, or n = 2 vectors for the narrow tile).
+static inline bool rows_are_strips(int64_t n) { return n % NR == 0 || n == 2 * kLanes; }
 // op(B)[p0:p0+kc, j0:j0+nc] -> NR-column strips, each stored p-major (NR floats per p);
 // columns past the edge are zero.
 void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);

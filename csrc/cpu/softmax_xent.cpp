@@ -11,19 +11,23 @@ namespace fastnn::cpu::FASTNN_ISA {
 namespace {
 
 struct RowExp {
-  float max, sum;
+  float max;
+  float others;  // Σ e[j] without the first maximum's e = 1: the sum is 1 + others
 };
 
-// e[j] = exp(z[j] − max z): at most 1, so the sum cannot overflow.
+// e[j] = exp(z[j] − max z): at most 1, so the sum cannot overflow. The 1 of the
+// maximum is kept out of the sum, so log(1 + others) can be taken with log1p: a
+// confident row's loss is tiny, and log(sum) would round most of its digits away.
 static inline RowExp exp_shifted(const float* z, float* e, int64_t classes) {
-  float max = z[0];
-  for (int64_t j = 1; j < classes; ++j) max = z[j] > max ? z[j] : max;
-  float sum = 0.0f;
+  int64_t top = 0;
+  for (int64_t j = 1; j < classes; ++j) top = z[j] > z[top] ? j : top;
+  const float max = z[top];
+  float others = 0.0f;
   for (int64_t j = 0; j < classes; ++j) {
     e[j] = std::exp(z[j] - max);
-    sum += e[j];
+    if (j != top) others += e[j];
   }
-  return {max, sum};
+  return {max, others};
 }
 
 }  // namespace
@@ -33,7 +37,7 @@ void softmax(int64_t n, int64_t classes, const float* logits, float* probs, cons
   parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
     for (int64_t i = begin; i < end; ++i) {
       float* p = probs + i * classes;
-      const float inv = 1.0f / exp_shifted(logits + i * classes, p, classes).sum;
+      const float inv = 1.0f / (1.0f + exp_shifted(logits + i * classes, p, classes).others);
       for (int64_t j = 0; j < classes; ++j) p[j] *= inv;
     }
   });
@@ -47,11 +51,16 @@ double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
     for (int64_t i = begin; i < end; ++i) {
       const float* z = logits + i * classes;
       float* dz = dlogits + i * classes;
+      const int64_t label = labels[i];
       const RowExp row = exp_shifted(z, dz, classes);
-      const float scale = inv_n / row.sum;
+      // softmax − 1 at the label is −(Σ_{j≠label} e_j) / Σ e_j, summed directly: as
+      // p − 1 it would round to 0 for a confident row.
+      float rest = 0.0f;
+      for (int64_t j = 0; j < classes; ++j) rest += j == label ? 0.0f : dz[j];
+      const float scale = inv_n / (1.0f + row.others);
       for (int64_t j = 0; j < classes; ++j) dz[j] *= scale;
-      dz[labels[i]] -= inv_n;
-      row_loss[i] = std::log(row.sum) + row.max - z[labels[i]];
+      dz[label] = -rest * scale;
+      row_loss[i] = std::log1p(row.others) + (row.max - z[label]);
     }
   });
   double total = 0.0;

@@ -321,9 +321,18 @@ def softmax_cross_entropy(logits, labels):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     sum_e = e.sum(axis=1)
-    loss = np.mean(np.log(sum_e) - z[rows, labels])
+    # logsumexp(z) = log(1 + others), others = the sum without the row maximum's e = 1
+    # (its first occurrence): log1p keeps the digits of a confident row's tiny loss,
+    # which log(sum_e) would round away.
+    others = e.copy()
+    others[rows, z.argmax(axis=1)] = 0
+    loss = np.mean(np.log1p(others.sum(axis=1)) - z[rows, labels])
     dlogits = e / sum_e[:, None]
-    dlogits[rows, labels] -= 1
+    # softmax - 1 at the label, as -(sum of the other classes' e) / sum_e: p - 1 would
+    # cancel to nothing for a confident row.
+    rest = e.copy()
+    rest[rows, labels] = 0
+    dlogits[rows, labels] = -rest.sum(axis=1) / sum_e
     dlogits /= n
     return loss, dlogits
 
