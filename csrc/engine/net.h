@@ -89,10 +89,14 @@ class Net {
     const float* out = nullptr;                // this batch's output (post-activation)
     AlignedBuffer out_buffer, mask;            // own output; dropout's mask
     std::vector<int32_t> argmax;               // max-pooling's
+    bool pooled = false;  // a conv whose output only a max-pool reads: run fused with it
   };
 
   Conv2dGeometry conv_geometry(const Layer& layer, int64_t n) const;
   Pool2dGeometry pool_geometry(const Layer& layer, int64_t n) const;
+  int64_t fused_chunk(const Layer& conv) const;
+  int64_t fused_worker_floats(const Layer& conv) const;
+  void conv_pool_forward(Layer& conv, Layer& pool, const float* in, int64_t n, const Exec& ex);
   void reserve(int64_t n, int threads);
   const float* forward(const float* x, int64_t n, bool training, const Exec& ex);
   void backward(const float* x, float* dlogits, int64_t n, const Exec& ex);
