@@ -150,7 +150,7 @@ py::tuple conv2d_backward(const FloatArray& x, const FloatArray& w, const FloatA
     py::gil_scoped_release nogil;
     const fastnn::CpuKernels& k = fastnn::cpu_kernels();
     k.conv2d_backward_data(g, w.data(), dy.data(), dx_p, ex);
-    k.conv2d_backward_filter(g, x.data(), dy.data(), dw_p, db_p, ex);
+    k.conv2d_backward_filter(g, x.data(), dy.data(), dw_p, db_p, /*accumulate=*/false, ex);
   }
   return py::make_tuple(dx, dw, db);
 }

@@ -117,8 +117,9 @@ struct CpuKernels {
                          const float* bias, bool relu, float* y, const Exec& ex);
   void (*conv2d_backward_data)(const Conv2dGeometry& g, const float* w, const float* dy,
                                float* dx, const Exec& ex);
+  // dw, db = the filter and bias gradients, or += them when accumulate.
   void (*conv2d_backward_filter)(const Conv2dGeometry& g, const float* x, const float* dy,
-                                 float* dw, float* db, const Exec& ex);
+                                 float* dw, float* db, bool accumulate, const Exec& ex);
   void (*maxpool2d_forward)(const Pool2dGeometry& g, const float* x, float* y,
                             int32_t* argmax, const Exec& ex);
   // relu_y, when not null, is the pool's output y and its input came out of a ReLU: the

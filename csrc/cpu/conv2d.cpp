@@ -272,7 +272,7 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* 
 }
 
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
-                            float* dw, float* db, const Exec& ex) {
+                            float* dw, float* db, bool accumulate, const Exec& ex) {
   const int64_t rows = g.out_pixels(), patch = g.patch(), group = conv2d_images_per_gemm(g);
   const int workers = static_cast<int>(std::min<int64_t>(std::max(ex.threads, 1), g.n));
   const int64_t worker_floats = conv2d_worker_floats(g) + conv2d_filter_partial_floats(g);
@@ -310,11 +310,8 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float
     for (int64_t i = begin; i < end; ++i) {
       float sum = 0.0f;
       for (int t = 0; t < workers; ++t) sum += ex.workspace[t * worker_floats + i];
-      if (i < patch * g.cout) {
-        dw[i] = sum;
-      } else {
-        db[i - patch * g.cout] = sum;
-      }
+      float& out = i < patch * g.cout ? dw[i] : db[i - patch * g.cout];
+      out = accumulate ? out + sum : sum;
     }
   });
 }

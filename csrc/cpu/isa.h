@@ -174,7 +174,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
 void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy,
                           float* dx, const Exec& ex);
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
-                            float* dw, float* db, const Exec& ex);
+                            float* dw, float* db, bool accumulate, const Exec& ex);
 void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax,
                        const Exec& ex);
 void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t* argmax,

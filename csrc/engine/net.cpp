@@ -241,6 +241,58 @@ void Net::conv_pool_forward(Layer& conv, Layer& pool, const float* in, int64_t n
   pool.out = pool.out_buffer.data();
 }
 
+// Backward, likewise chunk by chunk: the pool's gradient goes to a per-worker scratch
+// and feeds the conv's filter gradient (summed into a per-worker partial, the partials
+// then added in worker order) and data gradient at once.
+int64_t Net::fused_backward_worker_floats(const Layer& conv) const {
+  const int64_t chunk = fused_chunk(conv);
+  const Conv2dGeometry g = conv_geometry(conv, chunk);
+  return round_to_line(chunk * conv.out_size) + round_to_line(g.patch() * g.cout + g.cout) +
+         round_to_line(std::max(conv2d_backward_filter_workspace(g, 1),
+                                conv2d_backward_data_workspace(g, 1)));
+}
+
+void Net::conv_pool_backward(Layer& conv, Layer& pool, const float* in, const float* dy,
+                             float* dx, int64_t n, const Exec& ex) {
+  const CpuKernels& k = cpu_kernels();
+  const int64_t chunk = fused_chunk(conv), chunks = (n + chunk - 1) / chunk;
+  const int workers = static_cast<int>(std::min<int64_t>(ex.threads, chunks));
+  const int64_t worker_floats = fused_backward_worker_floats(conv);
+  const int64_t dw_size = conv_geometry(conv, 1).patch() * conv.spec.units;
+  const float* w = params_.data() + conv.kernel;
+  const float* relu_y = conv.spec.activation == Activation::Relu ? pool.out : nullptr;
+  parallel_for(chunks, workers, [&](int64_t begin, int64_t end, int worker) {
+    float* dconv = ex.workspace + worker * worker_floats;
+    float* dw_part = dconv + round_to_line(chunk * conv.out_size);
+    float* db_part = dw_part + dw_size;
+    const Exec one{1, dw_part + round_to_line(dw_size + conv.spec.units)};
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t first = c * chunk, images = std::min(chunk, n - first);
+      const int64_t at = first * pool.out_size;
+      k.maxpool2d_backward(pool_geometry(pool, images), dy + at, pool.argmax.data() + at,
+                           relu_y ? relu_y + at : nullptr, dconv, one);
+      const Conv2dGeometry g = conv_geometry(conv, images);
+      k.conv2d_backward_filter(g, in + first * conv.in_size, dconv, dw_part, db_part,
+                               /*accumulate=*/c != begin, one);
+      if (dx) k.conv2d_backward_data(g, w, dconv, dx + first * conv.in_size, one);
+    }
+  });
+  const float* parts = ex.workspace + round_to_line(chunk * conv.out_size);  // worker 0's
+  float* dw = grads_.data() + conv.kernel;
+  float* db = conv.bias >= 0 ? grads_.data() + conv.bias : nullptr;
+  parallel_for_blocks(dw_size + conv.spec.units, 4096, ex.threads, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      float sum = 0.0f;
+      for (int t = 0; t < workers; ++t) sum += parts[t * worker_floats + j];
+      if (j < dw_size) {
+        dw[j] = sum;
+      } else if (db) {
+        db[j - dw_size] = sum;
+      }
+    }
+  });
+}
+
 // ---- memory: grown to the largest batch and thread count seen, never per step -------
 
 void Net::reserve(int64_t n, int threads) {
@@ -265,7 +317,10 @@ void Net::reserve(int64_t n, int threads) {
     floats = std::max({floats, conv2d_forward_workspace(g, threads),
                        conv2d_backward_data_workspace(g, threads),
                        conv2d_backward_filter_workspace(g, threads)});
-    if (layer.pooled) floats = std::max(floats, threads * fused_worker_floats(layer));
+    if (layer.pooled) {
+      floats = std::max({floats, threads * fused_worker_floats(layer),
+                         threads * fused_backward_worker_floats(layer)});
+    }
     widest_bias = std::max(widest_bias, g.cout);
   }
   if (floats > workspace_floats_) {
@@ -290,7 +345,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
     if (layer.pooled) {  // this conv and the max-pool after it, in one pass
       conv_pool_forward(layer, layers_[i + 1], in, n, ex);
       in = layers_[i + 1].out;
-      timings_.forward[i] += seconds_since(start);  // the pool's time counts here
+      timings_.forward[i] += seconds_since(start);  // timed as the conv
       ++i;
       continue;
     }
@@ -348,6 +403,16 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
     const bool input_from_relu = i > 0 && layers_[i - 1].spec.activation == Activation::Relu;
     float* other = d == grad_a_.data() ? grad_b_.data() : grad_a_.data();
     const auto start = std::chrono::steady_clock::now();
+    if (spec.kind == LayerSpec::Kind::MaxPool2d && i > 0 && layers_[i - 1].pooled) {
+      // this max-pool and the conv before it, in one pass, timed as the conv
+      const float* conv_in = i == 1 ? x : layers_[i - 2].out;
+      conv_pool_backward(layers_[i - 1], layer, conv_in, d, i > 1 ? other : nullptr, n, ex);
+      d = other;
+      relu_done = false;
+      timings_.backward[i - 1] += seconds_since(start);
+      --i;
+      continue;
+    }
     if (spec.activation == Activation::Relu && !relu_done) {
       k.relu_backward(n * layer.out_size, layer.out, d, d, ex);
     }
@@ -356,7 +421,7 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
     switch (spec.kind) {
       case LayerSpec::Kind::Conv2d: {
         const Conv2dGeometry g = conv_geometry(layer, n);
-        k.conv2d_backward_filter(g, in, d, grads_.data() + layer.kernel, db, ex);
+        k.conv2d_backward_filter(g, in, d, grads_.data() + layer.kernel, db, false, ex);
         if (need_dx) k.conv2d_backward_data(g, params_.data() + layer.kernel, d, other, ex);
         d = other;
         break;

@@ -96,7 +96,10 @@ class Net {
   Pool2dGeometry pool_geometry(const Layer& layer, int64_t n) const;
   int64_t fused_chunk(const Layer& conv) const;
   int64_t fused_worker_floats(const Layer& conv) const;
+  int64_t fused_backward_worker_floats(const Layer& conv) const;
   void conv_pool_forward(Layer& conv, Layer& pool, const float* in, int64_t n, const Exec& ex);
+  void conv_pool_backward(Layer& conv, Layer& pool, const float* in, const float* dy,
+                          float* dx, int64_t n, const Exec& ex);
   void reserve(int64_t n, int threads);
   const float* forward(const float* x, int64_t n, bool training, const Exec& ex);
   void backward(const float* x, float* dlogits, int64_t n, const Exec& ex);
