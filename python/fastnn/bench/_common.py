@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -25,6 +26,18 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+# How long the thread pools of NumPy's OpenBLAS and of PyTorch keep their threads spinning
+# after a call: measured here, fastnn's 1024^3 GEMM on 2 threads ran at 74 GFLOP/s right
+# after a NumPy matmul, still 78 after 50 ms, and 133 after 200 ms. A contender timed right
+# after another would pay for the other's idle threads.
+SETTLE_SECONDS = 0.25
+
+
+def settle(seconds=SETTLE_SECONDS):
+    """Let the previous contender's spinning worker threads go to sleep."""
+    time.sleep(seconds)
 
 
 def add_runtime_arguments(parser):

@@ -231,7 +231,7 @@ def cases():
 # timing
 # ---------------------------------------------------------------------------
 
-def time_op(calls, budget, samples):
+def time_op(calls, budget, samples, settle_seconds=_common.SETTLE_SECONDS):
     """Seconds per call of each contender, one list per contender: `samples` samples of `reps`
     calls each, interleaved across the contenders, `reps` chosen so that one contender takes
     about `budget`."""
@@ -242,8 +242,12 @@ def time_op(calls, budget, samples):
         call()
         reps[name] = max(1, int(budget / samples / max(time.perf_counter() - start, 1e-7)))
     seconds = {name: [] for name in calls}
+    previous = None
     for _ in range(samples):
         for name, call in calls.items():
+            if previous not in (None, "fastnn"):  # NumPy's and PyTorch's threads spin on
+                _common.settle(settle_seconds)
+            previous = name
             start = time.perf_counter()
             for _ in range(reps[name]):
                 call()

@@ -240,6 +240,7 @@ def _run_batch(contenders, x, y, batch, images_for, rounds, out):
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             images = images_for(name, batch)
+            _common.settle()
             start = time.perf_counter()
             trainers[name](images)
             speeds[name].append(images / (time.perf_counter() - start))
