@@ -16,6 +16,7 @@
 #include "cpu/threads.h"
 #include "engine/net.h"
 #include "ops.h"
+#include "cuda/ops_host.h"
 #ifdef FASTNN_WITH_CUDA
 #include "cuda/device.h"
 #endif
@@ -81,6 +82,36 @@ fastnn::Exec exec_with(fastnn::AlignedBuffer& workspace, int64_t floats, int thr
   return {threads, workspace.data()};
 }
 
+// ---- device: where an op runs --------------------------------------------------------
+
+// True for 'cuda' (a build without CUDA refuses it), false for 'cpu'.
+bool wants_cuda(const std::string& device) {
+  if (device == "cpu") return false;
+  if (device != "cuda") fail("device must be 'cpu' or 'cuda', got '", device, "'");
+#ifndef FASTNN_WITH_CUDA
+  throw std::runtime_error(
+      "device='cuda': this fastnn was built without CUDA (no nvcc was found when it was "
+      "installed, or FASTNN_CUDA=OFF); reinstall with the CUDA toolkit on PATH, or use "
+      "device='cpu'");
+#endif
+  return true;
+}
+
+// Runs `cpu` or `cuda` (host arrays in, host arrays out) with the GIL released. Without
+// CUDA, wants_cuda has refused already and `cuda` is never instantiated.
+template <class Cpu, class Cuda>
+void run_on(const std::string& device, Cpu&& cpu, Cuda&& cuda) {
+  if (wants_cuda(device)) {
+#ifdef FASTNN_WITH_CUDA
+    py::gil_scoped_release nogil;
+    cuda();
+#endif
+    return;
+  }
+  py::gil_scoped_release nogil;
+  cpu();
+}
+
 // ---- convolution ----------------------------------------------------------------------
 
 // Keras's output size and leading pad for one spatial axis, or an error naming it.
@@ -119,43 +150,62 @@ fastnn::Conv2dGeometry conv_geometry(const py::array& x, const py::array& w, int
 }
 
 FloatArray conv2d(const FloatArray& x, const FloatArray& w, std::optional<FloatArray> b,
-                  int64_t stride_h, int64_t stride_w, const std::string& padding, bool relu) {
+                  int64_t stride_h, int64_t stride_w, const std::string& padding, bool relu,
+                  const std::string& device) {
   const fastnn::Conv2dGeometry g = conv_geometry(x, w, stride_h, stride_w, padding);
   if (b) check_shape(*b, "b", {g.cout}, "one bias per output channel of w");
   FloatArray y({g.n, g.oh, g.ow, g.cout});
   const int threads = fastnn::get_num_threads();
   fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex = exec_with(ws, fastnn::conv2d_forward_workspace(g, threads), threads);
+  const bool cuda = wants_cuda(device);
+  const fastnn::Exec ex =
+      exec_with(ws, cuda ? 0 : fastnn::conv2d_forward_workspace(g, threads), threads);
   const float* bias = b ? b->data() : nullptr;
   float* out = y.mutable_data();
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().conv2d_forward(g, x.data(), w.data(), bias, relu, out, ex);
+  run_on(device,
+         [&] { fastnn::cpu_kernels().conv2d_forward(g, x.data(), w.data(), bias, relu, out, ex); },
+         [&] { fastnn::cuda::host::conv2d_forward(g, x.data(), w.data(), bias, relu, out); });
   return y;
 }
 
 py::tuple conv2d_backward(const FloatArray& x, const FloatArray& w, const FloatArray& dy,
-                          int64_t stride_h, int64_t stride_w, const std::string& padding) {
+                          int64_t stride_h, int64_t stride_w, const std::string& padding,
+                          const std::string& device) {
   const fastnn::Conv2dGeometry g = conv_geometry(x, w, stride_h, stride_w, padding);
   check_shape(dy, "dy", {g.n, g.oh, g.ow, g.cout}, "the shape of conv2d's output");
   FloatArray dx(shape_of(x)), dw(shape_of(w)), db(std::vector<int64_t>{g.cout});
   const int threads = fastnn::get_num_threads();
   fastnn::AlignedBuffer ws;
+  const bool cuda = wants_cuda(device);
   const fastnn::Exec ex =
       exec_with(ws,
-                std::max(fastnn::conv2d_backward_data_workspace(g, threads),
-                         fastnn::conv2d_backward_filter_workspace(g, threads)),
+                cuda ? 0
+                     : std::max(fastnn::conv2d_backward_data_workspace(g, threads),
+                                fastnn::conv2d_backward_filter_workspace(g, threads)),
                 threads);
   float *dx_p = dx.mutable_data(), *dw_p = dw.mutable_data(), *db_p = db.mutable_data();
-  {
-    py::gil_scoped_release nogil;
-    const fastnn::CpuKernels& k = fastnn::cpu_kernels();
-    k.conv2d_backward_data(g, w.data(), dy.data(), dx_p, ex);
-    k.conv2d_backward_filter(g, x.data(), dy.data(), dw_p, db_p, /*accumulate=*/false, ex);
-  }
+  run_on(
+      device,
+      [&] {
+        const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+        k.conv2d_backward_data(g, w.data(), dy.data(), dx_p, ex);
+        k.conv2d_backward_filter(g, x.data(), dy.data(), dw_p, db_p, /*accumulate=*/false, ex);
+      },
+      [&] { fastnn::cuda::host::conv2d_backward(g, x.data(), w.data(), dy.data(), dx_p, dw_p, db_p); });
   return py::make_tuple(dx, dw, db);
 }
 
 // ---- dense and gemm -----------------------------------------------------------------
+
+// One GEMM with host pointers, on the CPU (all threads) or the GPU.
+void run_gemm(const fastnn::Gemm& mm, const std::string& device) {
+  const int threads = fastnn::get_num_threads();
+  fastnn::AlignedBuffer ws;
+  const fastnn::Exec ex =
+      exec_with(ws, wants_cuda(device) ? 0 : fastnn::gemm_workspace(threads), threads);
+  run_on(device, [&] { fastnn::cpu_kernels().gemm(mm, ex); },
+         [&] { fastnn::cuda::host::gemm(mm); });
+}
 
 void check_dense(const FloatArray& x, const FloatArray& w) {
   check_array(x, "x", 2, "(N, features_in)");
@@ -166,7 +216,8 @@ void check_dense(const FloatArray& x, const FloatArray& w) {
   }
 }
 
-FloatArray dense(const FloatArray& x, const FloatArray& w, std::optional<FloatArray> b, bool relu) {
+FloatArray dense(const FloatArray& x, const FloatArray& w, std::optional<FloatArray> b, bool relu,
+                 const std::string& device) {
   check_dense(x, w);
   const int64_t n = x.shape(0), in = x.shape(1), out = w.shape(1);
   if (b) check_shape(*b, "b", {out}, "one bias per output feature of w");
@@ -177,15 +228,12 @@ FloatArray dense(const FloatArray& x, const FloatArray& w, std::optional<FloatAr
   mm.b = w.data(), mm.ldb = out;
   mm.c = y.mutable_data(), mm.ldc = out;
   mm.bias = b ? b->data() : nullptr, mm.relu = relu;
-  const int threads = fastnn::get_num_threads();
-  fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().gemm(mm, ex);
+  run_gemm(mm, device);
   return y;
 }
 
-py::tuple dense_backward(const FloatArray& x, const FloatArray& w, const FloatArray& dy) {
+py::tuple dense_backward(const FloatArray& x, const FloatArray& w, const FloatArray& dy,
+                         const std::string& device) {
   check_dense(x, w);
   const int64_t n = x.shape(0), in = x.shape(1), out = w.shape(1);
   check_shape(dy, "dy", {n, out}, "the shape of dense's output");
@@ -203,18 +251,25 @@ py::tuple dense_backward(const FloatArray& x, const FloatArray& w, const FloatAr
   float* db_p = db.mutable_data();
   const int threads = fastnn::get_num_threads();
   fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
-  {
-    py::gil_scoped_release nogil;
-    const fastnn::CpuKernels& k = fastnn::cpu_kernels();
-    k.gemm(data, ex);
-    k.gemm(filter, ex);
-    k.sum_rows(n, out, dy.data(), db_p, ex);
-  }
+  const fastnn::Exec ex =
+      exec_with(ws, wants_cuda(device) ? 0 : fastnn::gemm_workspace(threads), threads);
+  run_on(
+      device,
+      [&] {
+        const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+        k.gemm(data, ex);
+        k.gemm(filter, ex);
+        k.sum_rows(n, out, dy.data(), db_p, ex);
+      },
+      [&] {
+        fastnn::cuda::host::dense_backward(n, in, out, x.data(), w.data(), dy.data(), data.c,
+                                           filter.c, db_p);
+      });
   return py::make_tuple(dx, dw, db);
 }
 
-FloatArray gemm(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b) {
+FloatArray gemm(const FloatArray& a, const FloatArray& b, bool trans_a, bool trans_b,
+                const std::string& device) {
   check_array(a, "a", 2, trans_a ? "(K, M)" : "(M, K)");
   check_array(b, "b", 2, trans_b ? "(N, K)" : "(K, N)");
   const int64_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
@@ -230,11 +285,7 @@ FloatArray gemm(const FloatArray& a, const FloatArray& b, bool trans_a, bool tra
   mm.a = a.data(), mm.lda = a.shape(1), mm.trans_a = trans_a;
   mm.b = b.data(), mm.ldb = b.shape(1), mm.trans_b = trans_b;
   mm.c = c.mutable_data(), mm.ldc = n;
-  const int threads = fastnn::get_num_threads();
-  fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex = exec_with(ws, fastnn::gemm_workspace(threads), threads);
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().gemm(mm, ex);
+  run_gemm(mm, device);
   return c;
 }
 
@@ -260,30 +311,39 @@ fastnn::Pool2dGeometry pool_geometry(const py::array& x, int64_t pool_h, int64_t
 }
 
 FloatArray maxpool2d(const FloatArray& x, int64_t pool_h, int64_t pool_w, int64_t stride_h,
-                     int64_t stride_w) {
+                     int64_t stride_w, const std::string& device) {
   const fastnn::Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
   FloatArray y({g.n, g.oh, g.ow, g.c});
-  std::vector<int32_t> argmax(g.n * g.oh * g.ow * g.c);
   float* out = y.mutable_data();
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().maxpool2d_forward(g, x.data(), out, argmax.data(),
-                                          {fastnn::get_num_threads(), nullptr});
+  run_on(
+      device,
+      [&] {
+        std::vector<int32_t> argmax(g.n * g.oh * g.ow * g.c);
+        fastnn::cpu_kernels().maxpool2d_forward(g, x.data(), out, argmax.data(),
+                                                {fastnn::get_num_threads(), nullptr});
+      },
+      [&] { fastnn::cuda::host::maxpool2d_forward(g, x.data(), out); });
   return y;
 }
 
 FloatArray maxpool2d_backward(const FloatArray& x, const FloatArray& dy, int64_t pool_h,
-                              int64_t pool_w, int64_t stride_h, int64_t stride_w) {
+                              int64_t pool_w, int64_t stride_h, int64_t stride_w,
+                              const std::string& device) {
   const fastnn::Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
   check_shape(dy, "dy", {g.n, g.oh, g.ow, g.c}, "the shape of maxpool2d's output");
   FloatArray dx(shape_of(x));
-  std::vector<float> y(g.n * g.oh * g.ow * g.c);
-  std::vector<int32_t> argmax(y.size());
   float* dx_p = dx.mutable_data();
-  py::gil_scoped_release nogil;
-  const fastnn::CpuKernels& k = fastnn::cpu_kernels();
-  const fastnn::Exec ex{fastnn::get_num_threads(), nullptr};
-  k.maxpool2d_forward(g, x.data(), y.data(), argmax.data(), ex);
-  k.maxpool2d_backward(g, dy.data(), argmax.data(), nullptr, dx_p, ex);
+  run_on(
+      device,
+      [&] {
+        std::vector<float> y(g.n * g.oh * g.ow * g.c);
+        std::vector<int32_t> argmax(y.size());
+        const fastnn::CpuKernels& k = fastnn::cpu_kernels();
+        const fastnn::Exec ex{fastnn::get_num_threads(), nullptr};
+        k.maxpool2d_forward(g, x.data(), y.data(), argmax.data(), ex);
+        k.maxpool2d_backward(g, dy.data(), argmax.data(), nullptr, dx_p, ex);
+      },
+      [&] { fastnn::cuda::host::maxpool2d_backward(g, x.data(), dy.data(), dx_p); });
   return dx;
 }
 
@@ -293,27 +353,37 @@ void check_nonempty_any(const py::array& a, const char* name) {
   if (a.size() == 0) fail(name, " must not be empty, got shape ", shape_str(shape_of(a)));
 }
 
-FloatArray relu(const FloatArray& x) {
+FloatArray relu(const FloatArray& x, const std::string& device) {
   check_nonempty_any(x, "x");
   FloatArray y(shape_of(x));
   float* out = y.mutable_data();
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().relu_forward(x.size(), x.data(), out, {fastnn::get_num_threads(), nullptr});
+  run_on(
+      device,
+      [&] {
+        fastnn::cpu_kernels().relu_forward(x.size(), x.data(), out,
+                                           {fastnn::get_num_threads(), nullptr});
+      },
+      [&] { fastnn::cuda::host::relu_forward(x.size(), x.data(), out); });
   return y;
 }
 
-FloatArray relu_backward(const FloatArray& x, const FloatArray& dy) {
+FloatArray relu_backward(const FloatArray& x, const FloatArray& dy, const std::string& device) {
   check_nonempty_any(x, "x");
   check_shape(dy, "dy", shape_of(x), "the shape of x");
   FloatArray dx(shape_of(x));
   float* out = dx.mutable_data();
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().relu_backward(x.size(), x.data(), dy.data(), out,
-                                      {fastnn::get_num_threads(), nullptr});
+  run_on(
+      device,
+      [&] {
+        fastnn::cpu_kernels().relu_backward(x.size(), x.data(), dy.data(), out,
+                                            {fastnn::get_num_threads(), nullptr});
+      },
+      [&] { fastnn::cuda::host::relu_backward(x.size(), x.data(), dy.data(), out); });
   return dx;
 }
 
-py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labels) {
+py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labels,
+                                const std::string& device) {
   check_array(logits, "logits", 2, "(N, classes)");
   const int64_t n = logits.shape(0), classes = logits.shape(1);
   if (labels.ndim() != 1 || labels.shape(0) != n) {
@@ -339,18 +409,23 @@ py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labe
   const int threads = fastnn::get_num_threads();
   const fastnn::Exec ex = exec_with(ws, fastnn::softmax_cross_entropy_workspace(n), threads);
   float* d = dlogits.mutable_data();
-  double loss;
-  {
-    py::gil_scoped_release nogil;
-    loss = fastnn::cpu_kernels().softmax_cross_entropy(n, classes, logits.data(), labels32.data(),
-                                                       d, ex);
-  }
+  double loss = 0.0;
+  run_on(
+      device,
+      [&] {
+        loss = fastnn::cpu_kernels().softmax_cross_entropy(n, classes, logits.data(),
+                                                           labels32.data(), d, ex);
+      },
+      [&] {
+        loss = fastnn::cuda::host::softmax_cross_entropy(n, classes, logits.data(),
+                                                         labels32.data(), d);
+      });
   return py::make_tuple(loss, dlogits);
 }
 
 void adam_update(const py::array& param_in, const FloatArray& grad, const py::array& m_in,
                  const py::array& v_in, int64_t step, double lr, double beta_1, double beta_2,
-                 double epsilon) {
+                 double epsilon, const std::string& device) {
   py::array_t<float> param = in_place(param_in, "param");
   py::array_t<float> m = in_place(m_in, "m"), v = in_place(v_in, "v");
   check_nonempty_any(param, "param");
@@ -367,9 +442,13 @@ void adam_update(const py::array& param_in, const FloatArray& grad, const py::ar
   const fastnn::AdamStep s{static_cast<float>(alpha), static_cast<float>(1.0 - beta_1),
                            static_cast<float>(1.0 - beta_2), static_cast<float>(epsilon)};
   float *p = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
-  py::gil_scoped_release nogil;
-  fastnn::cpu_kernels().adam_update(param.size(), p, grad.data(), mp, vp, s,
-                                    {fastnn::get_num_threads(), nullptr});
+  run_on(
+      device,
+      [&] {
+        fastnn::cpu_kernels().adam_update(param.size(), p, grad.data(), mp, vp, s,
+                                          {fastnn::get_num_threads(), nullptr});
+      },
+      [&] { fastnn::cuda::host::adam_update(param.size(), p, grad.data(), mp, vp, s); });
 }
 
 
@@ -608,22 +687,27 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_cpu_isa", &fastnn::set_cpu_isa, py::arg("name"));
 
   m.def("conv2d", &conv2d, py::arg("x"), py::arg("w"), py::arg("b").none(true),
-        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"), py::arg("relu") = false);
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"), py::arg("relu") = false,
+        py::arg("device") = "cpu");
   m.def("conv2d_backward", &conv2d_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
-        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"));
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"), py::arg("device") = "cpu");
   m.def("dense", &dense, py::arg("x"), py::arg("w"), py::arg("b").none(true),
-        py::arg("relu") = false);
-  m.def("dense_backward", &dense_backward, py::arg("x"), py::arg("w"), py::arg("dy"));
-  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"));
+        py::arg("relu") = false, py::arg("device") = "cpu");
+  m.def("dense_backward", &dense_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
+        py::arg("device") = "cpu");
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+        py::arg("device") = "cpu");
   m.def("maxpool2d", &maxpool2d, py::arg("x"), py::arg("pool_h"), py::arg("pool_w"),
-        py::arg("stride_h"), py::arg("stride_w"));
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("device") = "cpu");
   m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("x"), py::arg("dy"),
-        py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"));
-  m.def("relu", &relu, py::arg("x"));
-  m.def("relu_backward", &relu_backward, py::arg("x"), py::arg("dy"));
-  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"));
+        py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
+        py::arg("device") = "cpu");
+  m.def("relu", &relu, py::arg("x"), py::arg("device") = "cpu");
+  m.def("relu_backward", &relu_backward, py::arg("x"), py::arg("dy"), py::arg("device") = "cpu");
+  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
+        py::arg("device") = "cpu");
   bind_net(m);
   m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"),
         py::arg("v"), py::arg("step"), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
-        py::arg("epsilon"));
+        py::arg("epsilon"), py::arg("device") = "cpu");
 }

@@ -1,4 +1,4 @@
-"""Each fastnn kernel alone, NumPy in and NumPy out, on the CPU.
+"""Each fastnn kernel alone, NumPy in and NumPy out, on the CPU or (device='cuda') the GPU.
 
 The functions mirror ``fastnn.reference`` one for one. Inputs of any real dtype and any
 memory layout are converted to C-contiguous float32; outputs are float32. Layouts are
@@ -96,6 +96,17 @@ def _labels(labels):
     return np.asarray(array, dtype=np.int64, order="C")
 
 
+def _device(value):
+    """'cpu' (the default) or 'cuda': where the op runs. 'cuda' copies the inputs to the
+    GPU, runs the CUDA kernel and copies the outputs back; without a GPU, or in a build
+    without CUDA, it raises RuntimeError."""
+    if not isinstance(value, str):
+        raise TypeError(f"device must be 'cpu' or 'cuda', got {type(value).__name__} {value!r}")
+    if value not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {value!r}")
+    return value
+
+
 def _in_place(value, name):
     """A float32 C-contiguous array to update: ``value`` itself or a working copy."""
     if not isinstance(value, np.ndarray):
@@ -112,36 +123,38 @@ def _in_place(value, name):
 
 # ---- convolution ------------------------------------------------------------------------
 
-def conv2d(x, w, b, strides=(1, 1), padding="valid"):
+def conv2d(x, w, b, strides=(1, 1), padding="valid", device="cpu"):
     """y = x ⋆ w + b. x (N, H, W, C_in), w (KH, KW, C_in, C_out), b (C_out,) or None."""
     sh, sw = _pair(strides, "strides")
     return _C.conv2d(_floats(x, "x"), _floats(w, "w"), _optional_floats(b, "b"), sh, sw,
-                     _padding(padding))
+                     _padding(padding), device=_device(device))
 
 
-def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid"):
+def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", device="cpu"):
     """Gradients (dx, dw, db) of sum(conv2d(x, w, b) * dy)."""
     sh, sw = _pair(strides, "strides")
     return _C.conv2d_backward(_floats(x, "x"), _floats(w, "w"), _floats(dy, "dy"), sh, sw,
-                              _padding(padding))
+                              _padding(padding), device=_device(device))
 
 
 # ---- dense and gemm ---------------------------------------------------------------------
 
-def dense(x, w, b):
+def dense(x, w, b, device="cpu"):
     """y = x @ w + b. x (N, in), w (in, out), b (out,) or None."""
-    return _C.dense(_floats(x, "x"), _floats(w, "w"), _optional_floats(b, "b"))
+    return _C.dense(_floats(x, "x"), _floats(w, "w"), _optional_floats(b, "b"),
+                    device=_device(device))
 
 
-def dense_backward(x, w, dy):
+def dense_backward(x, w, dy, device="cpu"):
     """Gradients (dx, dw, db) of sum(dense(x, w, b) * dy)."""
-    return _C.dense_backward(_floats(x, "x"), _floats(w, "w"), _floats(dy, "dy"))
+    return _C.dense_backward(_floats(x, "x"), _floats(w, "w"), _floats(dy, "dy"),
+                             device=_device(device))
 
 
-def gemm(a, b, trans_a=False, trans_b=False):
+def gemm(a, b, trans_a=False, trans_b=False, device="cpu"):
     """op(a) @ op(b), where op transposes when trans_a / trans_b is set."""
     return _C.gemm(_floats(a, "a"), _floats(b, "b"), _bool(trans_a, "trans_a"),
-                   _bool(trans_b, "trans_b"))
+                   _bool(trans_b, "trans_b"), device=_device(device))
 
 
 # ---- pooling ----------------------------------------------------------------------------
@@ -152,38 +165,41 @@ def _pool_args(pool_size, strides):
     return ph, pw, sh, sw
 
 
-def maxpool2d(x, pool_size=(2, 2), strides=None):
+def maxpool2d(x, pool_size=(2, 2), strides=None, device="cpu"):
     """Max over each pool window of x (N, H, W, C), padding 'valid'; strides default to pool_size."""
-    return _C.maxpool2d(_floats(x, "x"), *_pool_args(pool_size, strides))
+    return _C.maxpool2d(_floats(x, "x"), *_pool_args(pool_size, strides), device=_device(device))
 
 
-def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None):
+def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None, device="cpu"):
     """dx: each output's gradient goes to the first maximum of its window (row-major)."""
-    return _C.maxpool2d_backward(_floats(x, "x"), _floats(dy, "dy"), *_pool_args(pool_size, strides))
+    return _C.maxpool2d_backward(_floats(x, "x"), _floats(dy, "dy"),
+                                 *_pool_args(pool_size, strides), device=_device(device))
 
 
 # ---- activations and loss ---------------------------------------------------------------
 
-def relu(x):
+def relu(x, device="cpu"):
     """max(x, 0), element-wise, any shape."""
-    return _C.relu(_floats(x, "x"))
+    return _C.relu(_floats(x, "x"), device=_device(device))
 
 
-def relu_backward(x, dy):
+def relu_backward(x, dy, device="cpu"):
     """dy where x > 0, else 0."""
-    return _C.relu_backward(_floats(x, "x"), _floats(dy, "dy"))
+    return _C.relu_backward(_floats(x, "x"), _floats(dy, "dy"), device=_device(device))
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, device="cpu"):
     """(loss, dlogits): mean cross-entropy of softmax(logits) (N, C) against int labels (N,),
     and its gradient (softmax - onehot) / N."""
-    loss, dlogits = _C.softmax_cross_entropy(_floats(logits, "logits"), _labels(labels))
+    loss, dlogits = _C.softmax_cross_entropy(_floats(logits, "logits"), _labels(labels),
+                                             device=_device(device))
     return loss, dlogits
 
 
 # ---- optimizer --------------------------------------------------------------------------
 
-def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                device="cpu"):
     """One Adam step (Keras's form) updating param, m and v in place; step counts from 1."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}")
@@ -200,7 +216,8 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsi
     originals = (param, m, v)
     work = [_in_place(a, name) for a, name in zip(originals, ("param", "m", "v"))]
     _C.adam_update(work[0], _floats(grad, "grad"), work[1], work[2], min(int(step), 2**62),
-                   hyper["lr"], hyper["beta_1"], hyper["beta_2"], hyper["epsilon"])
+                   hyper["lr"], hyper["beta_1"], hyper["beta_2"], hyper["epsilon"],
+                   device=_device(device))
     for original, updated in zip(originals, work):
         if updated is not original:
             original[...] = updated

@@ -1,0 +1,121 @@
+// softmax_xent.cu — softmax + cross-entropy fused, one warp per row: loss_i =
+// log1p(others) + (max − z[label]), dz = (softmax − onehot) / n, with the CPU code's
+// formulas (see cpu/softmax_xent.cpp). A second one-block kernel takes the mean of the
+// row losses in double. Every reduction has a fixed shape, so the bits never vary.
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+
+namespace fastnn::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarp = 32;
+constexpr int kWarpsPerBlock = kThreads / kWarp;
+constexpr unsigned kFullMask = 0xffffffffu;
+// Enough blocks to fill every SM of an H200 a few times over; the grid-stride loop covers
+// the rest, so the grid stays within CUDA's limits for any n.
+constexpr int64_t kMaxBlocks = 4096;
+
+// Butterfly sum: at every step lanes i and i^offset add the same two values (a + b and
+// b + a round alike), so all lanes end with the same bits.
+template <class T>
+__device__ T warp_sum(T value) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    value += __shfl_xor_sync(kFullMask, value, offset);
+  }
+  return value;
+}
+
+// Row losses go to row_loss[row]. Rows are warp-uniform, so every lane of a warp reaches
+// each full-mask shuffle. logits and dlogits must not overlap (as on the CPU).
+__global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n,
+                                         const float* logits, const int32_t* labels,
+                                         float* dlogits, float* row_loss) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+       row < n; row += warps) {
+    const float* z = logits + row * classes;
+    float* dz = dlogits + row * classes;
+
+    // The first maximum: each lane scans its columns in ascending order (strict >), then
+    // the lanes' candidates combine by (larger value, then smaller index), a total order
+    // for finite logits, so every lane agrees on the CPU's `top`. A lane with no column
+    // keeps (-inf, classes), which loses to any column.
+    float max = -INFINITY;
+    int64_t top = classes;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      const float v = z[j];
+      if (j == lane || v > max) {
+        max = v;
+        top = j;
+      }
+    }
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+      const float other_max = __shfl_xor_sync(kFullMask, max, offset);
+      const int64_t other_top = __shfl_xor_sync(kFullMask, top, offset);
+      if (other_max > max || (other_max == max && other_top < top)) {
+        max = other_max;
+        top = other_top;
+      }
+    }
+
+    // others = Σ_{j≠top} e_j (the sum is 1 + others, so the loss can use log1p) and
+    // rest = Σ_{j≠label} e_j (softmax − 1 at the label, summed directly: as p − 1 it
+    // would round to 0 for a confident row).
+    const int64_t label = labels[row];
+    float others = 0.0f, rest = 0.0f;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      const float e = expf(z[j] - max);
+      if (j != top) others += e;
+      if (j != label) rest += e;
+    }
+    others = warp_sum(others);
+    rest = warp_sum(rest);
+
+    // e_j is recomputed rather than stored: expf is deterministic, and a second read of z
+    // costs less than writing e to dz and reading it back.
+    const float scale = inv_n / (1.0f + others);
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      dz[j] = (j == label ? -rest : expf(z[j] - max)) * scale;
+    }
+    if (lane == 0) row_loss[row] = log1pf(others) + (max - z[label]);
+  }
+}
+
+// One block of kThreads: thread t sums rows t, t + kThreads, ... in order, then the
+// partials combine by warp butterflies and warp order — a fixed shape for a given n.
+__global__ void mean_loss_kernel(int64_t n, const float* row_loss, float* loss) {
+  __shared__ double warp_totals[kWarpsPerBlock];
+  double sum = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) sum += row_loss[i];
+  sum = warp_sum(sum);
+  if (threadIdx.x % kWarp == 0) warp_totals[threadIdx.x / kWarp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kWarpsPerBlock; ++w) total += warp_totals[w];
+    *loss = static_cast<float>(total / static_cast<double>(n));
+  }
+}
+
+}  // namespace
+
+void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
+                           const int32_t* labels, float* dlogits, float* loss, float* workspace,
+                           cudaStream_t stream) {
+  if (n <= 0 || classes <= 0) return;
+  const float inv_n = 1.0f / static_cast<float>(n);  // as the CPU forms it
+  const int blocks =
+      static_cast<int>(std::min<int64_t>((n + kWarpsPerBlock - 1) / kWarpsPerBlock, kMaxBlocks));
+  softmax_xent_rows_kernel<<<blocks, kThreads, 0, stream>>>(n, classes, inv_n, logits, labels,
+                                                            dlogits, workspace);
+  check_launch("softmax_xent_rows_kernel");
+  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, workspace, loss);
+  check_launch("mean_loss_kernel");
+}
+
+}  // namespace fastnn::cuda
