@@ -79,16 +79,25 @@ static inline void store_n(int32_t* p, vint v, int64_t lanes) {
   _mm256_maskstore_epi32(p, lane_mask(lanes), reinterpret_cast<__m256i>(v));
 }
 #else
+// Whole vectors take a plain move; only a tail pays for a variable-length copy.
 template <class V, class T>
 static inline V load_bytes(const T* p, int64_t lanes) {
   V v{};
-  std::memcpy(&v, p, sizeof(T) * lanes);
+  std::memcpy(&v, p, lanes == kLanes ? sizeof v : sizeof(T) * lanes);
   return v;
+}
+template <class V, class T>
+static inline void store_bytes(T* p, V v, int64_t lanes) {
+  if (lanes == kLanes) {
+    std::memcpy(p, &v, sizeof v);
+  } else {
+    std::memcpy(p, &v, sizeof(T) * lanes);
+  }
 }
 static inline vfloat load_n(const float* p, int64_t lanes) { return load_bytes<vfloat>(p, lanes); }
 static inline vint load_n(const int32_t* p, int64_t lanes) { return load_bytes<vint>(p, lanes); }
-static inline void store_n(float* p, vfloat v, int64_t lanes) { std::memcpy(p, &v, sizeof(float) * lanes); }
-static inline void store_n(int32_t* p, vint v, int64_t lanes) { std::memcpy(p, &v, sizeof(int32_t) * lanes); }
+static inline void store_n(float* p, vfloat v, int64_t lanes) { store_bytes(p, v, lanes); }
+static inline void store_n(int32_t* p, vint v, int64_t lanes) { store_bytes(p, v, lanes); }
 #endif
 
 // Runs inside an im2col row (kw·cin floats, only 3 in a first layer): whole vectors,
