@@ -85,3 +85,11 @@ def test_source_tree_wrapper_runs():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "adam_update" in done.stdout
+
+
+def test_cli_bench_without_a_suite_runs_both(monkeypatch):
+    ran = []
+    monkeypatch.setattr(bench_train, "main", lambda argv: ran.append(("train", argv)) or 0)
+    monkeypatch.setattr(bench_ops, "main", lambda argv: ran.append(("ops", argv)) or 0)
+    assert cli.main(["bench"]) == 0
+    assert ran == [("train", []), ("ops", [])]

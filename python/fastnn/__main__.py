@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnn train``, ``python -m fastnn bench train|ops`` and
+"""Command line: ``python -m fastnn train``, ``python -m fastnn bench [train|ops]`` and
 ``python -m fastnn info``."""
 import argparse
 import sys
@@ -25,7 +25,8 @@ def main(argv=None):
         "bench", help="benchmarks against NumPy and PyTorch: training throughput, single ops",
         description="Benchmark fastnn against its NumPy reference, and PyTorch and Keras "
                     "when they are installed.")
-    suites = bench.add_subparsers(dest="suite", required=True)
+    bench.set_defaults(run=bench_both)  # no suite named: both, with their defaults
+    suites = bench.add_subparsers(dest="suite")
     for name, module, help_text in (
             ("train", bench_train, "the seed CNN's training throughput (images/s)"),
             ("ops", bench_ops, "each op and direction alone at the seed CNN's shapes")):
@@ -33,6 +34,13 @@ def main(argv=None):
                                               description=module.DESCRIPTION))
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def bench_both(_args):
+    """``python -m fastnn bench``: the training benchmark, then the ops benchmark."""
+    status = bench_train.main([])
+    print()
+    return status or bench_ops.main([])
 
 
 if __name__ == "__main__":
