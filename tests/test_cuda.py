@@ -3,40 +3,16 @@ reference, on awkward shapes and large batches, and bitwise determinism. Marked 
 skipped where this process sees no CUDA GPU. Without one, device='cuda' must refuse
 cleanly, and that part runs everywhere.
 """
-import zlib
-
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn import ops
 from fastnn import reference as ref
+from test_ops import CONV_CASES, assert_close, conv_id, f64, floats, rng_for
 
-INFO = fastnn.build_info()
-HAS_GPU = INFO["cuda_devices"] > 0
+HAS_GPU = fastnn.build_info()["cuda_devices"] > 0
 gpu = pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU in this process")
-TOLERANCE = 1e-5
-
-
-def rng_for(*key):
-    return np.random.default_rng([zlib.crc32(str(k).encode()) for k in key])
-
-
-def floats(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(out, expected, what):
-    out = np.asarray(out, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert out.shape == expected.shape, f"{what}: shape {out.shape} != {expected.shape}"
-    norm = np.linalg.norm(expected)
-    error = np.linalg.norm(out - expected) / (norm if norm > 0 else 1.0)
-    assert error < TOLERANCE, f"{what}: relative error {error:.3g}"
-
-
-def f64(*arrays):
-    return [None if a is None else a.astype(np.float64) for a in arrays]
 
 
 # ---- without a GPU: a clean refusal --------------------------------------------------------
@@ -60,26 +36,6 @@ def test_bad_device_names_the_argument():
 
 
 # ---- on a GPU: every op against the reference --------------------------------------------
-
-CONV_CASES = [
-    (64, 28, 28, 1, 3, 3, 32, 1, "valid"),     # the seed CNN's three convolutions
-    (64, 13, 13, 32, 3, 3, 64, 1, "valid"),
-    (64, 5, 5, 64, 3, 3, 64, 1, "valid"),
-    (1, 7, 9, 3, 3, 3, 5, 1, "valid"),          # batch 1, odd sizes
-    (3, 11, 10, 17, 3, 3, 17, 2, "valid"),
-    (2, 11, 10, 5, 3, 3, 3, 2, "same"),
-    (2, 9, 8, 1, 5, 3, 17, (2, 1), "same"),
-    (5, 6, 7, 3, 2, 2, 64, 1, "same"),
-    (1, 4, 4, 64, 1, 1, 1, 1, "valid"),
-    (2, 3, 5, 3, 5, 5, 4, 1, "same"),
-    (2, 4, 3, 2, 2, 1, 400, 1, "valid"),
-]
-
-
-def conv_id(case):
-    n, h, w, cin, kh, kw, cout, s, p = case
-    return f"n{n}_{h}x{w}x{cin}_k{kh}x{kw}x{cout}_s{s}_{p}"
-
 
 @gpu
 @pytest.mark.gpu

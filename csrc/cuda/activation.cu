@@ -4,19 +4,11 @@
 #include <algorithm>
 
 #include "cuda/check.h"
+#include "cuda/grid.cuh"
 #include "cuda/kernels.h"
 
 namespace fastnn::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill every SM of an H200 a few times over; the grid-stride loop covers
-// the rest, so the grid stays within CUDA's limits for any count.
-constexpr int64_t kMaxBlocks = 4096;
-
-int blocks_for(int64_t count) {
-  return static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 __global__ void relu_forward_kernel(int64_t count, const float* x, float* y) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -41,14 +33,14 @@ __global__ void relu_backward_kernel(int64_t count, const float* x, const float*
 
 void relu_forward(int64_t count, const float* x, float* y, cudaStream_t stream) {
   if (count <= 0) return;
-  relu_forward_kernel<<<blocks_for(count), kThreads, 0, stream>>>(count, x, y);
+  relu_forward_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, x, y);
   check_launch("relu_forward_kernel");
 }
 
 void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
                    cudaStream_t stream) {
   if (count <= 0) return;
-  relu_backward_kernel<<<blocks_for(count), kThreads, 0, stream>>>(count, x, dy, dx);
+  relu_backward_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, x, dy, dx);
   check_launch("relu_backward_kernel");
 }
 

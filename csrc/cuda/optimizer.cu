@@ -4,19 +4,11 @@
 #include <algorithm>
 
 #include "cuda/check.h"
+#include "cuda/grid.cuh"
 #include "cuda/kernels.h"
 
 namespace fastnn::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill every SM of an H200 a few times over; the grid-stride loop covers
-// the rest, so the grid stays within CUDA's limits for any count.
-constexpr int64_t kMaxBlocks = 4096;
-
-int blocks_for(int64_t count) {
-  return static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 __global__ void adam_update_kernel(int64_t count, float* __restrict__ param,
                                    const float* __restrict__ grad, float* __restrict__ m,
@@ -38,7 +30,7 @@ __global__ void adam_update_kernel(int64_t count, float* __restrict__ param,
 void adam_update(int64_t count, float* param, const float* grad, float* m, float* v,
                  const AdamStep& step, cudaStream_t stream) {
   if (count <= 0) return;
-  adam_update_kernel<<<blocks_for(count), kThreads, 0, stream>>>(count, param, grad, m, v,
+  adam_update_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, param, grad, m, v,
                                                                  step);
   check_launch("adam_update_kernel");
 }

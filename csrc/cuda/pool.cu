@@ -6,19 +6,11 @@
 #include <climits>
 
 #include "cuda/check.h"
+#include "cuda/grid.cuh"
 #include "cuda/kernels.h"
 
 namespace fastnn::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill every SM of an H200 a few times over; the grid-stride loop covers
-// the rest, so the grid stays within CUDA's limits for any size.
-constexpr int64_t kMaxBlocks = 4096;
-
-int blocks_for(int64_t count) {
-  return static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 // The geometry in the index type of the launch: 32-bit when every input and output offset
 // fits, since 64-bit division costs several times as much per element.
@@ -125,7 +117,7 @@ template <class Index>
 void launch_forward(const Pool2dGeometry& g, int64_t outputs, const float* x, float* y,
                     int32_t* argmax, cudaStream_t stream) {
   maxpool2d_forward_kernel<Index>
-      <<<blocks_for(outputs), kThreads, 0, stream>>>(dims<Index>(g), outputs, x, y, argmax);
+      <<<grid_blocks(outputs), kGridThreads, 0, stream>>>(dims<Index>(g), outputs, x, y, argmax);
   check_launch("maxpool2d_forward_kernel");
 }
 
@@ -133,7 +125,7 @@ template <class Index>
 void launch_backward(const Pool2dGeometry& g, int64_t inputs, const float* dy,
                      const int32_t* argmax, const float* relu_y, float* dx,
                      cudaStream_t stream) {
-  maxpool2d_backward_kernel<Index><<<blocks_for(inputs), kThreads, 0, stream>>>(
+  maxpool2d_backward_kernel<Index><<<grid_blocks(inputs), kGridThreads, 0, stream>>>(
       dims<Index>(g), inputs, dy, argmax, relu_y, dx);
   check_launch("maxpool2d_backward_kernel");
 }
