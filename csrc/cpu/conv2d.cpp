@@ -119,18 +119,18 @@ void forward_implicit(const Conv2dGeometry& g, const float* x, const float* w,
   const int64_t block_rows = std::max<int64_t>(1, kGemmKC / run);  // kernel rows per K block
   Gemm weights;  // W as the (patch × cout) B operand
   weights.k = patch, weights.n = g.cout, weights.b = w, weights.ldb = g.cout;
+  // W's rows already have the packed layout when cout fits the strips exactly.
+  const bool in_place = rows_are_strips(g.cout);
+  const int64_t ldb = in_place ? g.cout : NR;
   for (int64_t j0 = 0; j0 < g.cout; j0 += kGemmNC) {
     const int64_t nc = std::min(kGemmNC, g.cout - j0);
     for (int64_t ki0 = 0; ki0 < g.kh; ki0 += block_rows) {
       const int64_t p0 = ki0 * run, kc = std::min(block_rows, g.kh - ki0) * run;
       const bool first = ki0 == 0, last = p0 + kc == patch;
-      // W's rows already have the packed layout when cout fits the strips exactly.
-      const bool in_place = rows_are_strips(g.cout);
       if (!in_place) pack_b(weights, p0, kc, j0, nc, packed_w);
-      const int64_t ldb = in_place ? g.cout : NR;
-      // Blocks of kStrips strips: each B strip (kc × NR, 36 KiB for the seed's second
-      // conv) then serves the whole block from L1 instead of coming back from L2 for
-      // every strip; the strips' A rows are a few KiB of x.
+      // Blocks of kStrips strips: each B strip (kc × NR floats) then serves the whole
+      // block from L1/L2 instead of alternating with the other strips; the strips' A
+      // rows are a few KiB of x.
       constexpr int64_t kStrips = kGemmMC / MR;
       AWalk a[kStrips];
       PixelCursor pixel(g, r0);
@@ -183,10 +183,6 @@ void filter_implicit(const Conv2dGeometry& g, const float* x_image, const float*
     }
   }
 }
-
-}  // namespace
-
-namespace {
 
 bool conv2d_filter_implicit(const Conv2dGeometry& g) {
   // One image's dy, packed, must fit the B panel; and short images (the seed CNN's
