@@ -97,11 +97,12 @@ bool wants_cuda(const std::string& device) {
   return true;
 }
 
-// Runs `cpu` or `cuda` (host arrays in, host arrays out) with the GIL released. Without
-// CUDA, wants_cuda has refused already and `cuda` is never instantiated.
+// Runs `cpu` or, when on_cuda (from wants_cuda), `cuda` (host arrays in, host arrays out)
+// with the GIL released. Without CUDA, wants_cuda has refused already and `cuda` is never
+// instantiated.
 template <class Cpu, class Cuda>
-void run_on(const std::string& device, Cpu&& cpu, Cuda&& cuda) {
-  if (wants_cuda(device)) {
+void run_on(bool on_cuda, Cpu&& cpu, Cuda&& cuda) {
+  if (on_cuda) {
 #ifdef FASTNN_WITH_CUDA
     py::gil_scoped_release nogil;
     cuda();
@@ -162,7 +163,7 @@ FloatArray conv2d(const FloatArray& x, const FloatArray& w, std::optional<FloatA
       exec_with(ws, cuda ? 0 : fastnn::conv2d_forward_workspace(g, threads), threads);
   const float* bias = b ? b->data() : nullptr;
   float* out = y.mutable_data();
-  run_on(device,
+  run_on(cuda,
          [&] { fastnn::cpu_kernels().conv2d_forward(g, x.data(), w.data(), bias, relu, out, ex); },
          [&] { fastnn::cuda::host::conv2d_forward(g, x.data(), w.data(), bias, relu, out); });
   return y;
@@ -185,7 +186,7 @@ py::tuple conv2d_backward(const FloatArray& x, const FloatArray& w, const FloatA
                 threads);
   float *dx_p = dx.mutable_data(), *dw_p = dw.mutable_data(), *db_p = db.mutable_data();
   run_on(
-      device,
+      cuda,
       [&] {
         const fastnn::CpuKernels& k = fastnn::cpu_kernels();
         k.conv2d_backward_data(g, w.data(), dy.data(), dx_p, ex);
@@ -201,9 +202,9 @@ py::tuple conv2d_backward(const FloatArray& x, const FloatArray& w, const FloatA
 void run_gemm(const fastnn::Gemm& mm, const std::string& device) {
   const int threads = fastnn::get_num_threads();
   fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex =
-      exec_with(ws, wants_cuda(device) ? 0 : fastnn::gemm_workspace(threads), threads);
-  run_on(device, [&] { fastnn::cpu_kernels().gemm(mm, ex); },
+  const bool cuda = wants_cuda(device);
+  const fastnn::Exec ex = exec_with(ws, cuda ? 0 : fastnn::gemm_workspace(threads), threads);
+  run_on(cuda, [&] { fastnn::cpu_kernels().gemm(mm, ex); },
          [&] { fastnn::cuda::host::gemm(mm); });
 }
 
@@ -251,10 +252,10 @@ py::tuple dense_backward(const FloatArray& x, const FloatArray& w, const FloatAr
   float* db_p = db.mutable_data();
   const int threads = fastnn::get_num_threads();
   fastnn::AlignedBuffer ws;
-  const fastnn::Exec ex =
-      exec_with(ws, wants_cuda(device) ? 0 : fastnn::gemm_workspace(threads), threads);
+  const bool cuda = wants_cuda(device);
+  const fastnn::Exec ex = exec_with(ws, cuda ? 0 : fastnn::gemm_workspace(threads), threads);
   run_on(
-      device,
+      cuda,
       [&] {
         const fastnn::CpuKernels& k = fastnn::cpu_kernels();
         k.gemm(data, ex);
@@ -316,7 +317,7 @@ FloatArray maxpool2d(const FloatArray& x, int64_t pool_h, int64_t pool_w, int64_
   FloatArray y({g.n, g.oh, g.ow, g.c});
   float* out = y.mutable_data();
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         std::vector<int32_t> argmax(g.n * g.oh * g.ow * g.c);
         fastnn::cpu_kernels().maxpool2d_forward(g, x.data(), out, argmax.data(),
@@ -334,7 +335,7 @@ FloatArray maxpool2d_backward(const FloatArray& x, const FloatArray& dy, int64_t
   FloatArray dx(shape_of(x));
   float* dx_p = dx.mutable_data();
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         std::vector<float> y(g.n * g.oh * g.ow * g.c);
         std::vector<int32_t> argmax(y.size());
@@ -358,7 +359,7 @@ FloatArray relu(const FloatArray& x, const std::string& device) {
   FloatArray y(shape_of(x));
   float* out = y.mutable_data();
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         fastnn::cpu_kernels().relu_forward(x.size(), x.data(), out,
                                            {fastnn::get_num_threads(), nullptr});
@@ -373,7 +374,7 @@ FloatArray relu_backward(const FloatArray& x, const FloatArray& dy, const std::s
   FloatArray dx(shape_of(x));
   float* out = dx.mutable_data();
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         fastnn::cpu_kernels().relu_backward(x.size(), x.data(), dy.data(), out,
                                             {fastnn::get_num_threads(), nullptr});
@@ -411,7 +412,7 @@ py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labe
   float* d = dlogits.mutable_data();
   double loss = 0.0;
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         loss = fastnn::cpu_kernels().softmax_cross_entropy(n, classes, logits.data(),
                                                            labels32.data(), d, ex);
@@ -443,7 +444,7 @@ void adam_update(const py::array& param_in, const FloatArray& grad, const py::ar
                            static_cast<float>(1.0 - beta_2), static_cast<float>(epsilon)};
   float *p = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
   run_on(
-      device,
+      wants_cuda(device),
       [&] {
         fastnn::cpu_kernels().adam_update(param.size(), p, grad.data(), mp, vp, s,
                                           {fastnn::get_num_threads(), nullptr});
