@@ -15,6 +15,9 @@
 #include "cpu/dispatch.h"
 #include "cpu/threads.h"
 #include "engine/net.h"
+#ifdef FASTNN_WITH_CUDA
+#include "engine/cuda_net.h"
+#endif
 #include "ops.h"
 #include "cuda/ops_host.h"
 #ifdef FASTNN_WITH_CUDA
@@ -532,18 +535,20 @@ fastnn::OptimizerSpec parse_optimizer(const py::dict& d) {
   return spec;
 }
 
-std::unique_ptr<fastnn::Net> make_net(const py::list& layers, const std::vector<int64_t>& input_shape,
-                                      const py::dict& optimizer) {
+template <class Engine>
+std::unique_ptr<Engine> make_engine(const py::list& layers, const std::vector<int64_t>& input_shape,
+                                    const py::dict& optimizer) {
   std::vector<fastnn::LayerSpec> specs;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (!py::isinstance<py::dict>(layers[i])) fail("layer ", i, " must be a dict");
     specs.push_back(parse_layer(layers[i].cast<py::dict>(), i));
   }
-  return std::make_unique<fastnn::Net>(std::move(specs), input_shape, parse_optimizer(optimizer));
+  return std::make_unique<Engine>(std::move(specs), input_shape, parse_optimizer(optimizer));
 }
 
 // A batch for the net: x (n, *input_shape) and, when given, labels (n,) in range.
-int64_t check_batch(fastnn::Net& net, const FloatArray& x, const std::optional<LabelArray>& labels,
+template <class Engine>
+int64_t check_batch(Engine& net, const FloatArray& x, const std::optional<LabelArray>& labels,
                     std::vector<int32_t>& labels32) {
   std::vector<int64_t> expected{x.ndim() > 0 ? x.shape(0) : 0};
   for (int64_t d : net.input_shape()) expected.push_back(d);
@@ -572,9 +577,10 @@ int64_t check_batch(fastnn::Net& net, const FloatArray& x, const std::optional<L
 }
 
 // Checks a labelled batch, then runs `step` (train_step or evaluate) without the GIL.
+template <class Engine>
 std::pair<double, int64_t> run_batch(
-    fastnn::Net& net, const FloatArray& x, const LabelArray& labels,
-    fastnn::BatchResult (fastnn::Net::*step)(const float*, const int32_t*, int64_t)) {
+    Engine& net, const FloatArray& x, const LabelArray& labels,
+    fastnn::BatchResult (Engine::*step)(const float*, const int32_t*, int64_t)) {
   std::vector<int32_t> labels32;
   const int64_t n = check_batch(net, x, labels, labels32);
   py::gil_scoped_release nogil;
@@ -583,8 +589,9 @@ std::pair<double, int64_t> run_batch(
   return {r.loss, r.correct};
 }
 
-// Arrays that view the net's own memory; they keep the net alive.
-py::list views(py::object owner, fastnn::Net& net, float* base) {
+// Arrays that view the net's own memory (on the host); they keep the net alive.
+template <class Engine>
+py::list views(py::object owner, Engine& net, float* base) {
   py::list out;
   for (const fastnn::ParameterSlot& slot : net.parameter_slots()) {
     out.append(py::array_t<float>(slot.shape, base + slot.offset, owner));
@@ -592,31 +599,198 @@ py::list views(py::object owner, fastnn::Net& net, float* base) {
   return out;
 }
 
-void bind_net(py::module_& m) {
-  using fastnn::Net;
-  py::class_<Net>(m, "Net", "The compiled training plan (see csrc/engine/CONTRACT.md)")
-      .def(py::init(&make_net), py::arg("layers"), py::arg("input_shape"), py::arg("optimizer"))
+// ---- datasets: what a whole epoch reads ---------------------------------------------
+
+// The CPU engine reads the caller's samples in place: this keeps them alive.
+struct HostData {
+  FloatArray x;
+  std::vector<int32_t> labels;
+  bool labelled;
+  int64_t count;
+  fastnn::HostDataset view() const {
+    return {x.data(), labelled ? labels.data() : nullptr, count};
+  }
+};
+
+template <class Engine>
+struct EngineTraits;
+
+template <>
+struct EngineTraits<fastnn::Net> {
+  using Data = std::shared_ptr<HostData>;
+  static constexpr const char* device = "cpu";
+  static Data dataset(fastnn::Net&, FloatArray x, std::vector<int32_t> labels, bool has_labels,
+                      int64_t n) {
+    return std::make_shared<HostData>(HostData{std::move(x), std::move(labels), has_labels, n});
+  }
+  static fastnn::HostDataset unwrap(const Data& data) { return data->view(); }
+  static int64_t count(const Data& data) { return data->count; }
+  static bool labelled(const Data& data) { return data->labelled; }
+  static void pull(fastnn::Net&) {}  // the views are the engine's memory
+  static void push(fastnn::Net&) {}
+};
+
+#ifdef FASTNN_WITH_CUDA
+template <>
+struct EngineTraits<fastnn::CudaNet> {
+  using Data = std::shared_ptr<fastnn::CudaDataset>;
+  static constexpr const char* device = "cuda";
+  static Data dataset(fastnn::CudaNet& net, const FloatArray& x, const std::vector<int32_t>& labels,
+                      bool has_labels, int64_t n) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(net.mutex);
+    return net.dataset(x.data(), has_labels ? labels.data() : nullptr, n);
+  }
+  static const Data& unwrap(const Data& data) { return data; }
+  static int64_t count(const Data& data) { return data->count(); }
+  static bool labelled(const Data& data) { return data->has_labels(); }
+  static void pull(fastnn::CudaNet& net) { net.pull(); }
+  static void push(fastnn::CudaNet& net) { net.push(); }
+};
+#endif
+
+// The steps [first, first + count) of an epoch of `batch_size` over `data`, checked.
+template <class Engine>
+void check_steps(const typename EngineTraits<Engine>::Data& data, int64_t batch_size,
+                 int64_t first, int64_t count, bool need_labels) {
+  using Traits = EngineTraits<Engine>;
+  if (batch_size < 1) fail("batch_size must be >= 1, got ", batch_size);
+  const int64_t steps = fastnn::epoch_steps(Traits::count(data), batch_size);
+  if (first < 0 || count < 1 || first + count > steps) {
+    fail("steps [", first, ", ", first + count, ") are outside the epoch: ",
+         Traits::count(data), " samples in batches of ", batch_size, " make ", steps, " steps");
+  }
+  if (need_labels && !Traits::labelled(data)) fail("this dataset has no labels");
+}
+
+// What only one engine has: the CPU's timings, each engine's way to take a dropout seed.
+void bind_device_specifics(py::class_<fastnn::Net>& cls);
+#ifdef FASTNN_WITH_CUDA
+void bind_device_specifics(py::class_<fastnn::CudaNet>& cls);
+#endif
+
+template <class Engine>
+void bind_engine(py::module_& m, const char* name, const char* doc) {
+  using Traits = EngineTraits<Engine>;
+  using Data = typename Traits::Data;
+  py::class_<Engine> cls(m, name, doc);
+  cls.def(py::init(&make_engine<Engine>), py::arg("layers"), py::arg("input_shape"),
+          py::arg("optimizer"))
+      .def_property_readonly("device", [](const Engine&) { return Traits::device; })
       .def("parameters", [](py::object self) {
-        Net& net = self.cast<Net&>();
+        Engine& net = self.cast<Engine&>();
         return views(self, net, net.parameters());
       })
       .def("optimizer_state", [](py::object self) {
-        Net& net = self.cast<Net&>();
+        Engine& net = self.cast<Engine&>();
         py::list out;
         for (int s = 0; s < net.optimizer_slot_count(); ++s) {
           for (py::handle a : views(self, net, net.optimizer_state(s))) out.append(a);
         }
         return out;
       })
-      .def_readwrite("iterations", &Net::iterations)
-      .def_readwrite("learning_rate", &Net::learning_rate)
-      .def("seed", [](Net& net, uint64_t seed) { net.seed = seed; }, py::arg("seed"))
-      .def("output_shapes", [](const Net& net) {
+      .def("pull", [](Engine& net) {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(net.mutex);
+        Traits::pull(net);
+      }, "Refresh the host copy that parameters() and optimizer_state() view (CUDA)")
+      .def("push", [](Engine& net) {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(net.mutex);
+        Traits::push(net);
+      }, "Send the host copy to the device after writing into the views (CUDA)")
+      .def_readwrite("iterations", &Engine::iterations)
+      .def_readwrite("learning_rate", &Engine::learning_rate)
+      .def("output_shapes", [](const Engine& net) {
         py::list out;
         for (const auto& shape : net.output_shapes()) out.append(py::tuple(py::cast(shape)));
         return out;
       })
-      .def_property_readonly("parameter_count", &Net::parameter_count)
+      .def_property_readonly("parameter_count", &Engine::parameter_count)
+      .def("train_step", [](Engine& net, const FloatArray& x, const LabelArray& labels) {
+        return run_batch(net, x, labels, &Engine::train_step);
+      }, py::arg("x"), py::arg("labels"))
+      .def("evaluate", [](Engine& net, const FloatArray& x, const LabelArray& labels) {
+        return run_batch(net, x, labels, &Engine::evaluate);
+      }, py::arg("x"), py::arg("labels"))
+      .def("predict", [](Engine& net, const FloatArray& x) {
+        std::vector<int32_t> unused;
+        const int64_t n = check_batch(net, x, std::nullopt, unused);
+        FloatArray out({n, net.classes()});
+        float* p = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(net.mutex);
+          net.predict(x.data(), n, p);
+        }
+        return out;
+      }, py::arg("x"))
+      .def("dataset", [](Engine& net, const FloatArray& x, const std::optional<LabelArray>& labels) {
+        std::vector<int32_t> labels32;
+        const int64_t n = check_batch(net, x, labels, labels32);
+        return Traits::dataset(net, x, std::move(labels32), labels.has_value(), n);
+      }, py::arg("x"), py::arg("labels") = py::none(),
+         "The samples (and labels) a run of steps reads: on the GPU, copied there once")
+      .def("train_steps", [](Engine& net, const Data& data, int64_t batch_size,
+                             std::optional<uint64_t> shuffle_key, int64_t first, int64_t count) {
+        check_steps<Engine>(data, batch_size, first, count, true);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(net.mutex);
+        net.train_steps(Traits::unwrap(data), batch_size, shuffle_key.has_value(),
+                        shuffle_key.value_or(0), first, count);
+      }, py::arg("data"), py::arg("batch_size"), py::arg("shuffle_key"), py::arg("first_step"),
+         py::arg("count"),
+         "Run (CPU) or enqueue (CUDA) steps [first_step, first_step + count) of an epoch")
+      .def("step_results", [](Engine& net, int64_t first, int64_t count) {
+        if (first < 0 || count < 1) fail("step_results: first >= 0 and count >= 1, got ", first, ", ", count);
+        py::array_t<float> loss(count);
+        py::array_t<int32_t> correct(count);
+        float* l = loss.mutable_data();
+        int32_t* c = correct.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(net.mutex);
+          net.step_results(first, count, l, c);
+        }
+        return py::make_tuple(loss, correct);
+      }, py::arg("first_step"), py::arg("count"),
+         "(mean loss, correct count) of each of those steps, once they are done")
+      .def("evaluate_steps", [](Engine& net, const Data& data, int64_t batch_size, int64_t first,
+                                int64_t count) {
+        check_steps<Engine>(data, batch_size, first, count, true);
+        py::array_t<double> loss(count);
+        py::array_t<int32_t> correct(count);
+        double* l = loss.mutable_data();
+        int32_t* c = correct.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(net.mutex);
+          net.evaluate_steps(Traits::unwrap(data), batch_size, first, count, l, c);
+        }
+        return py::make_tuple(loss, correct);
+      }, py::arg("data"), py::arg("batch_size"), py::arg("first_step"), py::arg("count"),
+         "(summed loss, correct count) of each batch, in order, without training")
+      .def("predict_steps", [](Engine& net, const Data& data, int64_t batch_size, int64_t first,
+                               int64_t count) {
+        check_steps<Engine>(data, batch_size, first, count, false);
+        const int64_t rows = std::min(Traits::count(data), (first + count) * batch_size) -
+                             first * batch_size;
+        FloatArray out({rows, net.classes()});
+        float* p = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          std::lock_guard<std::mutex> lock(net.mutex);
+          net.predict_steps(Traits::unwrap(data), batch_size, first, count, p);
+        }
+        return out;
+      }, py::arg("data"), py::arg("batch_size"), py::arg("first_step"), py::arg("count"),
+         "The outputs of those batches' rows, in order");
+  bind_device_specifics(cls);
+}
+
+void bind_device_specifics(py::class_<fastnn::Net>& cls) {
+  using fastnn::Net;
+  cls.def("seed", [](Net& net, uint64_t seed) { net.seed = seed; }, py::arg("seed"))
       .def("timings", [](const Net& net) {
         const Net::Timings& t = net.timings();
         py::dict d;
@@ -628,25 +802,32 @@ void bind_net(py::module_& m) {
         return d;
       }, "Wall seconds per layer (forward, backward lists), loss and update, and the "
          "number of training steps, since the last reset_timings()")
-      .def("reset_timings", &Net::reset_timings)
-      .def("train_step", [](Net& net, const FloatArray& x, const LabelArray& labels) {
-        return run_batch(net, x, labels, &Net::train_step);
-      }, py::arg("x"), py::arg("labels"))
-      .def("evaluate", [](Net& net, const FloatArray& x, const LabelArray& labels) {
-        return run_batch(net, x, labels, &Net::evaluate);
-      }, py::arg("x"), py::arg("labels"))
-      .def("predict", [](Net& net, const FloatArray& x) {
-        std::vector<int32_t> unused;
-        const int64_t n = check_batch(net, x, std::nullopt, unused);
-        FloatArray out({n, net.classes()});
-        float* p = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          std::lock_guard<std::mutex> lock(net.mutex);
-          net.predict(x.data(), n, p);
-        }
-        return out;
-      }, py::arg("x"));
+      .def("reset_timings", &Net::reset_timings);
+}
+
+#ifdef FASTNN_WITH_CUDA
+void bind_device_specifics(py::class_<fastnn::CudaNet>& cls) {
+  using fastnn::CudaNet;
+  cls.def("seed", [](CudaNet& net, uint64_t seed) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(net.mutex);
+    net.set_seed(seed);
+  }, py::arg("seed"));
+}
+#endif
+
+void bind_net(py::module_& m) {
+  py::class_<HostData, std::shared_ptr<HostData>>(m, "HostDataset",
+                                                  "Samples the CPU engine reads in place")
+      .def("__len__", [](const HostData& d) { return d.count; });
+  bind_engine<fastnn::Net>(m, "Net", "The compiled training plan on the CPU (csrc/engine/CONTRACT.md)");
+#ifdef FASTNN_WITH_CUDA
+  py::class_<fastnn::CudaDataset, std::shared_ptr<fastnn::CudaDataset>>(
+      m, "CudaDataset", "Samples copied to the GPU once")
+      .def("__len__", &fastnn::CudaDataset::count);
+  bind_engine<fastnn::CudaNet>(m, "CudaNet",
+                               "The compiled training plan on the GPU (csrc/engine/CONTRACT.md)");
+#endif
 }
 
 // ---- build information --------------------------------------------------------------
@@ -708,6 +889,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
         py::arg("device") = "cpu");
   bind_net(m);
+  m.def("shuffle_order", [](uint64_t key, int64_t n) {
+    if (n < 1) fail("n must be >= 1, got ", n);
+    py::array_t<int64_t> order(n);
+    int64_t* o = order.mutable_data();
+    for (int64_t i = 0; i < n; ++i) {
+      o[i] = static_cast<int64_t>(fastnn::shuffle_index(key, i, static_cast<uint64_t>(n)));
+    }
+    return order;
+  }, py::arg("key"), py::arg("n"), "The epoch's sample order for a shuffle key (ops.h shuffle_index)");
   m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"),
         py::arg("v"), py::arg("step"), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
         py::arg("epsilon"), py::arg("device") = "cpu");

@@ -101,11 +101,40 @@ struct DropoutStep {
   uint64_t stream;
 };
 
-static inline uint64_t splitmix64(uint64_t z) {
+// Functions both backends call: on the host, and on the device when nvcc compiles them.
+#ifdef __CUDACC__
+#define FASTNN_HOST_DEVICE __host__ __device__
+#else
+#define FASTNN_HOST_DEVICE
+#endif
+
+static inline FASTNN_HOST_DEVICE uint64_t splitmix64(uint64_t z) {
   z += 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// The epoch's order of n samples: position i of the shuffled epoch reads sample
+// shuffle_index(key, i, n). A bijection of [0, n) with no table, so the GPU computes each
+// batch's rows on the fly and the CPU draws the very same order: a 4-round Feistel network
+// (splitmix64 as the round function) on the smallest 2^(2·half) >= n, cycle-walking
+// values >= n back through it. The domain is < 4n, so a walk takes < 4 rounds on average.
+static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i, uint64_t n) {
+  int half = 1;
+  while ((uint64_t{1} << (2 * half)) < n) ++half;
+  const uint64_t mask = (uint64_t{1} << half) - 1;
+  uint64_t value = i;
+  do {
+    uint64_t left = value >> half, right = value & mask;
+    for (uint64_t round = 0; round < 4; ++round) {
+      const uint64_t mixed = left ^ (splitmix64(key + (round << 58) + right) & mask);
+      left = right;
+      right = mixed;
+    }
+    value = (left << half) | right;
+  } while (value >= n);
+  return value;
 }
 
 // One table per CPU ISA path; dispatch.cpp picks one at run time.

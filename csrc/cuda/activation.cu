@@ -1,5 +1,5 @@
-// activation.cu — ReLU and its gradient, one grid-stride pass each (memory-bound; a warp
-// reads 32 consecutive floats, so loads coalesce). Either may run in place (y == x,
+// activation.cu — ReLU and its gradient, and dropout with the CPU's coins; one grid-stride
+// pass each (memory-bound; a warp reads 32 consecutive floats, so loads coalesce). Either may run in place (y == x,
 // dx == dy, as the CPU engine calls relu_backward), so the pointers are not __restrict__.
 #include <algorithm>
 
@@ -29,7 +29,43 @@ __global__ void relu_backward_kernel(int64_t count, const float* x, const float*
   }
 }
 
+// The CPU's coin for element i (cpu/activation.cpp): scale when kept, else 0.
+__device__ float dropout_factor(uint64_t stream, int64_t i, uint32_t threshold, float scale) {
+  const bool keep = (splitmix64(stream + static_cast<uint64_t>(i)) >> 40) >= threshold;
+  return keep ? scale : 0.0f;
+}
+
+// y = x · factor (forward) or dx = dy · factor (backward): the same pass either way.
+__global__ void dropout_resident_kernel(int64_t count, const float* in, float* out,
+                                        uint32_t threshold, float scale, uint64_t layer_stream,
+                                        const TrainState* __restrict__ state) {
+  const uint64_t stream = splitmix64(layer_stream + static_cast<uint64_t>(state->iteration));
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += stride) {
+    out[i] = in[i] * dropout_factor(stream, i, threshold, scale);
+  }
+}
+
 }  // namespace
+
+void dropout_forward_resident(int64_t count, const float* x, float* y, uint32_t threshold,
+                              float scale, uint64_t layer_stream, const TrainState* state,
+                              cudaStream_t stream) {
+  if (count <= 0) return;
+  dropout_resident_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(
+      count, x, y, threshold, scale, layer_stream, state);
+  check_launch("dropout_resident_kernel (forward)");
+}
+
+void dropout_backward_resident(int64_t count, const float* dy, float* dx, uint32_t threshold,
+                               float scale, uint64_t layer_stream, const TrainState* state,
+                               cudaStream_t stream) {
+  if (count <= 0) return;
+  dropout_resident_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(
+      count, dy, dx, threshold, scale, layer_stream, state);
+  check_launch("dropout_resident_kernel (backward)");
+}
 
 void relu_forward(int64_t count, const float* x, float* y, cudaStream_t stream) {
   if (count <= 0) return;

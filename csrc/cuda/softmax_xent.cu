@@ -102,7 +102,58 @@ __global__ void mean_loss_kernel(int64_t n, const float* row_loss, float* loss) 
   }
 }
 
+// Predictions of the current step's rows: softmax as the training kernel forms it (the
+// first maximum's term is 1, the rest sum to `others`), or the logits copied.
+__global__ void predict_outputs_kernel(int64_t rows, int64_t classes, const float* logits,
+                                       bool softmax, const TrainState* __restrict__ state) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  float* outputs =
+      state->outputs + (state->step * state->batch - state->outputs_first_row) * classes;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+       row < rows; row += warps) {
+    const float* z = logits + row * classes;
+    float* p = outputs + row * classes;
+    if (!softmax) {
+      for (int64_t j = lane; j < classes; j += kWarp) p[j] = z[j];
+      continue;
+    }
+    float max = -INFINITY;
+    int64_t top = classes;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      if (j == lane || z[j] > max) {
+        max = z[j];
+        top = j;
+      }
+    }
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+      const float other_max = __shfl_xor_sync(kFullMask, max, offset);
+      const int64_t other_top = __shfl_xor_sync(kFullMask, top, offset);
+      if (other_max > max || (other_max == max && other_top < top)) {
+        max = other_max;
+        top = other_top;
+      }
+    }
+    float others = 0.0f;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      if (j != top) others += expf(z[j] - max);
+    }
+    others = warp_sum(others);
+    const float inv = 1.0f / (1.0f + others);
+    for (int64_t j = lane; j < classes; j += kWarp) p[j] = expf(z[j] - max) * inv;
+  }
+}
+
 }  // namespace
+
+void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,
+                     const TrainState* state, cudaStream_t stream) {
+  if (rows <= 0 || classes <= 0) return;
+  const int blocks = static_cast<int>(
+      std::min<int64_t>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock, kMaxBlocks));
+  predict_outputs_kernel<<<blocks, kThreads, 0, stream>>>(rows, classes, logits, softmax, state);
+  check_launch("predict_outputs_kernel");
+}
 
 void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
                            const int32_t* labels, float* dlogits, float* loss, float* workspace,

@@ -20,25 +20,8 @@
 namespace fastnn {
 namespace {
 
-const char* kind_name(LayerSpec::Kind kind) {
-  switch (kind) {
-    case LayerSpec::Kind::Conv2d: return "conv2d";
-    case LayerSpec::Kind::MaxPool2d: return "maxpool2d";
-    case LayerSpec::Kind::Flatten: return "flatten";
-    case LayerSpec::Kind::Dense: return "dense";
-    case LayerSpec::Kind::Dropout: return "dropout";
-  }
-  return "?";
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-int64_t product(const std::vector<int64_t>& shape) {
-  int64_t p = 1;
-  for (int64_t d : shape) p *= d;
-  return p;
 }
 
 }  // namespace
@@ -46,110 +29,14 @@ int64_t product(const std::vector<int64_t>& shape) {
 // ---- construction: shapes, parameter layout, checks --------------------------------
 
 Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer)
-    : learning_rate(optimizer.learning_rate), input_shape_(std::move(input_shape)),
-      optimizer_(optimizer) {
-  if (layers.empty()) fail("the model has no layers");
-  if (input_shape_.size() != 3 && input_shape_.size() != 1) {
-    fail("input_shape must be (height, width, channels) or (features,), got ",
-         shape_str(input_shape_));
-  }
-  for (int64_t d : input_shape_) {
-    if (d < 1) fail("input_shape dimensions must be >= 1, got ", shape_str(input_shape_));
-  }
-  std::vector<int64_t> shape = input_shape_;
-  for (size_t i = 0; i < layers.size(); ++i) {
+    : learning_rate(optimizer.learning_rate),
+      plan_(std::move(layers), std::move(input_shape), optimizer) {
+  for (const PlannedLayer& planned : plan_.layers) {
     Layer layer;
-    layer.spec = layers[i];
-    const LayerSpec& spec = layer.spec;
-    const std::string where = "layer " + std::to_string(i) + " (" + kind_name(spec.kind) + ")";
-    const bool last = i + 1 == layers.size();
-    layer.in_shape = shape;
-    if (spec.activation == Activation::Softmax && !last) {
-      fail(where, ": softmax is supported only as the activation of the last layer");
-    }
-    switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d:
-      case LayerSpec::Kind::MaxPool2d: {
-        if (shape.size() != 3) {
-          fail(where, " needs a per-sample input of shape (height, width, channels), got ",
-               shape_str(shape));
-        }
-        const bool conv = spec.kind == LayerSpec::Kind::Conv2d;
-        if (conv && spec.units < 1) fail(where, ": filters must be >= 1, got ", spec.units);
-        if (spec.kh < 1 || spec.kw < 1 || spec.sh < 1 || spec.sw < 1) {
-          fail(where, ": window and strides must be >= 1, got window (", spec.kh, ", ", spec.kw,
-               ") strides (", spec.sh, ", ", spec.sw, ")");
-        }
-        int64_t oh, ow, pad;
-        const bool same = conv && spec.same;
-        if (!conv_output_size(shape[0], spec.kh, spec.sh, same, &oh, &pad) ||
-            !conv_output_size(shape[1], spec.kw, spec.sw, same, &ow, &pad)) {
-          fail(where, ": its ", conv ? "kernel" : "pool", " (", spec.kh, ", ", spec.kw,
-               ") is larger than its input ", shape_str(shape), " with padding='valid'");
-        }
-        shape = {oh, ow, conv ? spec.units : shape[2]};
-        if (conv) {
-          layer.kernel = parameter_count_;
-          slots_.push_back({{spec.kh, spec.kw, layer.in_shape[2], spec.units}, parameter_count_,
-                            spec.kh * spec.kw * layer.in_shape[2] * spec.units});
-          parameter_count_ += slots_.back().size;
-        }
-        break;
-      }
-      case LayerSpec::Kind::Flatten:
-        shape = {product(shape)};
-        break;
-      case LayerSpec::Kind::Dense:
-        if (shape.size() != 1) {
-          fail(where, " needs a flat per-sample input (features,), got ", shape_str(shape),
-               ": add a Flatten layer before it");
-        }
-        if (spec.units < 1) fail(where, ": units must be >= 1, got ", spec.units);
-        layer.kernel = parameter_count_;
-        slots_.push_back({{shape[0], spec.units}, parameter_count_, shape[0] * spec.units});
-        parameter_count_ += slots_.back().size;
-        shape = {spec.units};
-        break;
-      case LayerSpec::Kind::Dropout:
-        if (!(spec.rate >= 0.0 && spec.rate < 1.0)) {
-          fail(where, ": rate must be in [0, 1), got ", spec.rate);
-        }
-        break;
-    }
-    const bool has_weights =
-        spec.kind == LayerSpec::Kind::Conv2d || spec.kind == LayerSpec::Kind::Dense;
-    if (has_weights && spec.use_bias) {
-      layer.bias = parameter_count_;
-      slots_.push_back({{spec.units}, parameter_count_, spec.units});
-      parameter_count_ += spec.units;
-    }
-    if (!has_weights && spec.activation != Activation::Linear) {
-      fail(where, " takes no activation");
-    }
-    layer.out_shape = shape;
-    layer.in_size = product(layer.in_shape);
-    layer.out_size = product(shape);
+    static_cast<PlannedLayer&>(layer) = planned;
     layers_.push_back(std::move(layer));
   }
-  const Layer& head = layers_.back();
-  if (head.spec.kind != LayerSpec::Kind::Dense || head.spec.activation == Activation::Relu) {
-    fail("the last layer must be a Dense layer with activation 'softmax' (or 'linear' for logits), "
-         "got layer ", layers_.size() - 1, " (", kind_name(head.spec.kind), ")",
-         head.spec.activation == Activation::Relu ? " with activation 'relu'" : "");
-  }
-  switch (optimizer_.kind) {
-    case OptimizerSpec::Kind::Adam:
-      if (!(optimizer_.beta_1 >= 0 && optimizer_.beta_1 < 1)) fail("Adam beta_1 must be in [0, 1), got ", optimizer_.beta_1);
-      if (!(optimizer_.beta_2 >= 0 && optimizer_.beta_2 < 1)) fail("Adam beta_2 must be in [0, 1), got ", optimizer_.beta_2);
-      if (!(optimizer_.epsilon >= 0)) fail("Adam epsilon must be >= 0, got ", optimizer_.epsilon);
-      break;
-    case OptimizerSpec::Kind::Sgd:
-      if (!(optimizer_.momentum >= 0 && optimizer_.momentum <= 1)) fail("SGD momentum must be in [0, 1], got ", optimizer_.momentum);
-      break;
-  }
-  if (!std::isfinite(learning_rate)) fail("learning_rate must be finite, got ", learning_rate);
-
-  const int64_t count = std::max<int64_t>(parameter_count_, 1);
+  const int64_t count = std::max<int64_t>(plan_.parameter_count, 1);
   for (AlignedBuffer* buffer : {&params_, &grads_}) {
     buffer->resize(count);
     std::fill(buffer->data(), buffer->data() + count, 0.0f);
@@ -158,12 +45,6 @@ Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, Optimi
     state_[s].resize(count);
     std::fill(state_[s].data(), state_[s].data() + count, 0.0f);
   }
-  // A conv followed by a max-pool hands its output to the pool alone: the backward pass
-  // needs only the pool's output and argmax (the ReLU mask is y > 0 there).
-  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    layers_[i].pooled = layers_[i].spec.kind == LayerSpec::Kind::Conv2d &&
-                        layers_[i + 1].spec.kind == LayerSpec::Kind::MaxPool2d;
-  }
   reset_timings();
 }
 
@@ -171,36 +52,6 @@ void Net::reset_timings() {
   timings_ = Timings{};
   timings_.forward.assign(layers_.size(), 0.0);
   timings_.backward.assign(layers_.size(), 0.0);
-}
-
-int Net::optimizer_slot_count() const {
-  if (optimizer_.kind == OptimizerSpec::Kind::Adam) return 2;
-  return optimizer_.momentum != 0.0 ? 1 : 0;
-}
-
-std::vector<std::vector<int64_t>> Net::output_shapes() const {
-  std::vector<std::vector<int64_t>> shapes;
-  for (const Layer& layer : layers_) shapes.push_back(layer.out_shape);
-  return shapes;
-}
-
-Conv2dGeometry Net::conv_geometry(const Layer& layer, int64_t n) const {
-  Conv2dGeometry g{};
-  g.n = n, g.h = layer.in_shape[0], g.w = layer.in_shape[1], g.cin = layer.in_shape[2];
-  g.kh = layer.spec.kh, g.kw = layer.spec.kw, g.cout = layer.spec.units;
-  g.stride_h = layer.spec.sh, g.stride_w = layer.spec.sw;
-  conv_output_size(g.h, g.kh, g.stride_h, layer.spec.same, &g.oh, &g.pad_top);
-  conv_output_size(g.w, g.kw, g.stride_w, layer.spec.same, &g.ow, &g.pad_left);
-  return g;
-}
-
-Pool2dGeometry Net::pool_geometry(const Layer& layer, int64_t n) const {
-  Pool2dGeometry g{};
-  g.n = n, g.h = layer.in_shape[0], g.w = layer.in_shape[1], g.c = layer.in_shape[2];
-  g.pool_h = layer.spec.kh, g.pool_w = layer.spec.kw;
-  g.stride_h = layer.spec.sh, g.stride_w = layer.spec.sw;
-  g.oh = layer.out_shape[0], g.ow = layer.out_shape[1];
-  return g;
 }
 
 // ---- a conv and its max-pool, fused -----------------------------------------------------
@@ -375,11 +226,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
           layer.out = in;
           continue;
         }
-        const uint64_t stream =
-            splitmix64(splitmix64(seed) + (static_cast<uint64_t>(i) << 40) +
-                       static_cast<uint64_t>(iterations));
-        const DropoutStep step{static_cast<uint32_t>(std::ceil(spec.rate * 16777216.0)),
-                               static_cast<float>(1.0 / (1.0 - spec.rate)), stream};
+        const DropoutStep step = dropout_step(spec.rate, seed, i, iterations);
         k.dropout_forward(n * layer.out_size, in, out, layer.mask.data(), step, ex);
         break;
       }
@@ -470,19 +317,14 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
 
 void Net::update(const Exec& ex) {
   const CpuKernels& k = cpu_kernels();
-  if (optimizer_.kind == OptimizerSpec::Kind::Adam) {
-    const double t = static_cast<double>(iterations + 1);
-    const double alpha = learning_rate * std::sqrt(1.0 - std::pow(optimizer_.beta_2, t)) /
-                         (1.0 - std::pow(optimizer_.beta_1, t));
-    const AdamStep step{static_cast<float>(alpha), static_cast<float>(1.0 - optimizer_.beta_1),
-                        static_cast<float>(1.0 - optimizer_.beta_2),
-                        static_cast<float>(optimizer_.epsilon)};
-    k.adam_update(parameter_count_, params_.data(), grads_.data(), state_[0].data(),
+  if (plan_.optimizer.kind == OptimizerSpec::Kind::Adam) {
+    const AdamStep step = adam_step(plan_.optimizer, learning_rate, iterations);
+    k.adam_update(plan_.parameter_count, params_.data(), grads_.data(), state_[0].data(),
                   state_[1].data(), step, ex);
   } else {
-    const SgdStep step{static_cast<float>(learning_rate), static_cast<float>(optimizer_.momentum),
-                       optimizer_.nesterov};
-    k.sgd_update(parameter_count_, params_.data(), grads_.data(),
+    const SgdStep step{static_cast<float>(learning_rate), static_cast<float>(plan_.optimizer.momentum),
+                       plan_.optimizer.nesterov};
+    k.sgd_update(plan_.parameter_count, params_.data(), grads_.data(),
                  optimizer_slot_count() ? state_[0].data() : nullptr, step, ex);
   }
   ++iterations;
@@ -536,6 +378,70 @@ void Net::predict(const float* x, int64_t n, float* out) {
     cpu_kernels().softmax(n, classes(), logits, out, ex);
   } else {
     std::memcpy(out, logits, sizeof(float) * n * classes());
+  }
+}
+
+// ---- whole epochs over a dataset -----------------------------------------------------
+
+const float* Net::gather(const HostDataset& data, int64_t batch, bool shuffled, uint64_t key,
+                         int64_t step, int64_t rows) {
+  const int64_t first = step * batch, sample = plan_.input_size();
+  if (!shuffled) {  // consecutive rows: read them in place
+    if (data.labels) batch_labels_.assign(data.labels + first, data.labels + first + rows);
+    return data.x + first * sample;
+  }
+  batch_x_.resize(rows * sample);  // grows only
+  batch_labels_.resize(rows);
+  const uint64_t samples = static_cast<uint64_t>(data.count);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t source = static_cast<int64_t>(shuffle_index(key, first + r, samples));
+    std::memcpy(batch_x_.data() + r * sample, data.x + source * sample, sizeof(float) * sample);
+    if (data.labels) batch_labels_[r] = data.labels[source];
+  }
+  return batch_x_.data();
+}
+
+void Net::train_steps(const HostDataset& data, int64_t batch, bool shuffled, uint64_t key,
+                      int64_t first, int64_t count) {
+  const auto steps = static_cast<size_t>(epoch_steps(data.count, batch));
+  if (step_loss_.size() < steps) {
+    step_loss_.resize(steps);
+    step_correct_.resize(steps);
+  }
+  for (int64_t step = first; step < first + count; ++step) {
+    const int64_t rows = step_rows(data.count, batch, step);
+    const float* x = gather(data, batch, shuffled, key, step, rows);  // fills batch_labels_
+    const BatchResult result = train_step(x, batch_labels_.data(), rows);
+    step_loss_[step] = static_cast<float>(result.loss);
+    step_correct_[step] = static_cast<int32_t>(result.correct);
+  }
+}
+
+void Net::step_results(int64_t first, int64_t count, float* step_loss, int32_t* step_correct) {
+  if (first + count > static_cast<int64_t>(step_loss_.size())) {
+    fail("step_results(", first, ", ", count, "): those steps were not run");
+  }
+  std::copy_n(step_loss_.data() + first, count, step_loss);
+  std::copy_n(step_correct_.data() + first, count, step_correct);
+}
+
+void Net::evaluate_steps(const HostDataset& data, int64_t batch, int64_t first, int64_t count,
+                         double* loss_sum, int32_t* correct) {
+  for (int64_t s = 0; s < count; ++s) {
+    const int64_t step = first + s, rows = step_rows(data.count, batch, step);
+    const float* x = gather(data, batch, false, 0, step, rows);
+    const BatchResult result = evaluate(x, batch_labels_.data(), rows);
+    loss_sum[s] = result.loss;
+    correct[s] = static_cast<int32_t>(result.correct);
+  }
+}
+
+void Net::predict_steps(const HostDataset& data, int64_t batch, int64_t first, int64_t count,
+                        float* out) {
+  for (int64_t s = 0; s < count; ++s) {
+    const int64_t step = first + s, rows = step_rows(data.count, batch, step);
+    predict(gather(data, batch, false, 0, step, rows), rows, out);
+    out += rows * classes();
   }
 }
 

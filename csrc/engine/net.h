@@ -11,39 +11,16 @@
 #include <vector>
 
 #include "common.h"
+#include "engine/plan.h"
 #include "ops.h"
 
 namespace fastnn {
 
-enum class Activation { Linear, Relu, Softmax };
-
-struct LayerSpec {
-  enum class Kind { Conv2d, MaxPool2d, Flatten, Dense, Dropout } kind;
-  int64_t units = 0;                // conv filters or dense units
-  int64_t kh = 1, kw = 1;           // conv kernel or pool window
-  int64_t sh = 1, sw = 1;           // strides
-  bool same = false;                // conv padding
-  Activation activation = Activation::Linear;
-  bool use_bias = true;
-  double rate = 0.0;                // dropout
-};
-
-struct OptimizerSpec {
-  enum class Kind { Adam, Sgd } kind = Kind::Adam;
-  double learning_rate = 1e-3, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7;
-  double momentum = 0.0;
-  bool nesterov = false;
-};
-
-// One parameter array inside the flat parameter buffer.
-struct ParameterSlot {
-  std::vector<int64_t> shape;
-  int64_t offset, size;
-};
-
-struct BatchResult {
-  double loss;      // mean (train_step) or sum (evaluate) of the cross-entropy
-  int64_t correct;  // samples whose highest output is the label
+// Samples a Net reads in place: NHWC float32 inputs and int32 labels (null for predict).
+struct HostDataset {
+  const float* x = nullptr;
+  const int32_t* labels = nullptr;
+  int64_t count = 0;
 };
 
 class Net {
@@ -54,14 +31,28 @@ class Net {
   BatchResult evaluate(const float* x, const int32_t* labels, int64_t n);
   void predict(const float* x, int64_t n, float* out);
 
-  const std::vector<ParameterSlot>& parameter_slots() const { return slots_; }
+  // Steps [first, first + count) of an epoch over `data` in batches of `batch` (plan.h's
+  // epoch_steps), the order drawn by shuffle_index(key, ·) when `shuffled`; step_results
+  // then gives each step's mean loss and correct count. The CUDA engine has the same
+  // calls (it only enqueues in train_steps), so fit drives both with one loop.
+  void train_steps(const HostDataset& data, int64_t batch, bool shuffled, uint64_t key,
+                   int64_t first, int64_t count);
+  void step_results(int64_t first, int64_t count, float* step_loss, int32_t* step_correct);
+  // Batches [first, first + count) in order, no update: summed loss and correct count.
+  void evaluate_steps(const HostDataset& data, int64_t batch, int64_t first, int64_t count,
+                      double* loss_sum, int32_t* correct);
+  // Outputs of batches [first, first + count), in order, into out (rows × classes).
+  void predict_steps(const HostDataset& data, int64_t batch, int64_t first, int64_t count,
+                     float* out);
+
+  const std::vector<ParameterSlot>& parameter_slots() const { return plan_.slots; }
   float* parameters() { return params_.data(); }
   float* gradients() { return grads_.data(); }
-  int optimizer_slot_count() const;  // state arrays per parameter: Adam 2, SGD 1 or 0
+  int optimizer_slot_count() const { return plan_.optimizer_slot_count(); }
   float* optimizer_state(int slot) { return state_[slot].data(); }
-  int64_t parameter_count() const { return parameter_count_; }
-  const std::vector<int64_t>& input_shape() const { return input_shape_; }
-  std::vector<std::vector<int64_t>> output_shapes() const;
+  int64_t parameter_count() const { return plan_.parameter_count; }
+  const std::vector<int64_t>& input_shape() const { return plan_.input_shape; }
+  std::vector<std::vector<int64_t>> output_shapes() const { return plan_.output_shapes(); }
   int64_t classes() const { return layers_.back().out_size; }
 
   // Wall seconds spent in each layer's forward and backward (and in the loss and the
@@ -81,19 +72,14 @@ class Net {
   std::mutex mutex;  // one call at a time: the bindings release the GIL
 
  private:
-  struct Layer {
-    LayerSpec spec;
-    std::vector<int64_t> in_shape, out_shape;  // per sample
-    int64_t in_size = 0, out_size = 0;
-    int64_t kernel = -1, bias = -1;            // offsets in the parameter buffer
+  struct Layer : PlannedLayer {
     const float* out = nullptr;                // this batch's output (post-activation)
     AlignedBuffer out_buffer, mask;            // own output; dropout's mask
     std::vector<int32_t> argmax;               // max-pooling's
-    bool pooled = false;  // a conv whose output only a max-pool reads: run fused with it
   };
 
-  Conv2dGeometry conv_geometry(const Layer& layer, int64_t n) const;
-  Pool2dGeometry pool_geometry(const Layer& layer, int64_t n) const;
+  const float* gather(const HostDataset& data, int64_t batch, bool shuffled, uint64_t key,
+                      int64_t step, int64_t rows);
   int64_t fused_chunk(const Layer& conv) const;
   int64_t fused_worker_floats(const Layer& conv) const;
   int64_t fused_backward_worker_floats(const Layer& conv) const;
@@ -106,13 +92,14 @@ class Net {
   void update(const Exec& ex);
   int64_t count_correct(const float* logits, const int32_t* labels, int64_t n) const;
 
+  Plan plan_;
   std::vector<Layer> layers_;
-  std::vector<int64_t> input_shape_;
-  OptimizerSpec optimizer_;
-  std::vector<ParameterSlot> slots_;
-  int64_t parameter_count_ = 0;
   AlignedBuffer params_, grads_, state_[2];
   AlignedBuffer grad_a_, grad_b_, workspace_, scratch_bias_;
+  AlignedBuffer batch_x_;  // a shuffled batch, gathered
+  std::vector<int32_t> batch_labels_;
+  std::vector<float> step_loss_;  // by step of the epoch
+  std::vector<int32_t> step_correct_;
   int64_t batch_capacity_ = 0, workspace_floats_ = 0;
   Timings timings_;
 };

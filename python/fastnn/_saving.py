@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from fastnn import _C, losses, optimizers
+from fastnn import _C, _training, losses, optimizers
 
 MODEL_FORMAT = "fastnn.model"
 WEIGHTS_FORMAT = "fastnn.weights"
@@ -84,6 +84,7 @@ def save_model(model, path):
                              "config": model.loss.get_config()},
                     "metrics": list(model.metrics_names[1:])}
     net = model._net if compiled else None
+    model._pull_weights()  # a GPU engine's weights and optimizer state, as trained
     state = [a.copy() for a in net.optimizer_state()] if net is not None else []
     config = {"format": MODEL_FORMAT, "version": VERSION, "fastnn_version": _C.__version__,
               "model": {"class_name": "Sequential", "config": model.get_config()},
@@ -157,8 +158,9 @@ def _weights(config, arrays):
     return _arrays(arrays, "weights", len(labels))
 
 
-def load_model(path, compile=True):
+def load_model(path, compile=True, device="auto"):
     from fastnn.models import Sequential
+    device = _training.resolve_device(device, "load_model")  # before the file's own errors
     config, arrays = read_archive(path, (MODEL_FORMAT,))
     try:
         model = Sequential.from_config(config["model"]["config"])
@@ -170,7 +172,7 @@ def load_model(path, compile=True):
             loss = losses.LOSS_CLASSES[compiled["loss"]["class_name"]]
             model.compile(optimizer=optimizer.from_config(compiled["optimizer"]["config"]),
                           loss=loss.from_config(compiled["loss"]["config"]),
-                          metrics=compiled["metrics"])
+                          metrics=compiled["metrics"], device=device)
             if config["iterations"] is not None:
                 _restore_optimizer(model, config, arrays)
     except _Invalid as e:
@@ -189,6 +191,7 @@ def _restore_optimizer(model, config, arrays):
         raise _Invalid("its optimizer state does not fit the model")
     for target, value in zip(targets, state):
         target[...] = value
+    model._push_weights()
     net.iterations = int(config["iterations"])
 
 

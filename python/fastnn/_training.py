@@ -11,9 +11,41 @@ import numpy as np
 from fastnn import _C
 
 
-def make_net(layer_specs, input_shape, optimizer_spec):
-    """The compiled training plan: one C++ ``_C.Net`` (csrc/engine/CONTRACT.md)."""
-    return _C.Net(layer_specs, input_shape, optimizer_spec)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device, where):
+    """'cpu' or 'cuda' for compile's ``device``: 'auto' is the GPU when this process sees
+    one (and fastnn was built with CUDA), else the CPU. RuntimeError when 'cuda' cannot be."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"{where}: device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    info = _C.build_info()
+    if device == "auto":
+        return "cuda" if info["cuda_compiled"] and info["cuda_devices"] > 0 else "cpu"
+    if device == "cuda" and not info["cuda_compiled"]:
+        raise RuntimeError(f"{where}: device='cuda', but this fastnn was built without CUDA (no "
+                           f"nvcc when it was installed); reinstall it with the CUDA toolkit on "
+                           f"PATH, or use device='cpu' or 'auto'")
+    if device == "cuda" and info["cuda_devices"] == 0:
+        raise RuntimeError(f"{where}: device='cuda' needs a CUDA GPU, and this process sees none "
+                           f"(no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it); use "
+                           f"device='cpu' or 'auto'")
+    return device
+
+
+def make_net(layer_specs, input_shape, optimizer_spec, device="cpu"):
+    """The compiled training plan: ``_C.Net`` on the CPU or ``_C.CudaNet`` on the GPU
+    (csrc/engine/CONTRACT.md)."""
+    engine = _C.CudaNet if device == "cuda" else _C.Net
+    return engine(layer_specs, input_shape, optimizer_spec)
+
+
+def chunks(net, steps):
+    """(first step, count) runs for the engine: one step at a time on the CPU, so callbacks
+    see every batch as it happens; on the GPU about 16 runs per epoch, each enqueued while
+    the previous one computes, so reading results never leaves the GPU idle."""
+    size = 1 if net.device == "cpu" else max(1, -(-steps // 16))
+    return [(first, min(size, steps - first)) for first in range(0, steps, size)]
 
 
 # ---------------------------------------------------------------------------
@@ -62,9 +94,14 @@ def as_inputs(x, input_shape, where):
     return x
 
 
-def batches(n, batch_size):
-    """(start, stop) of each batch of ``n`` samples; the last one may be smaller."""
-    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+def batch_count(n, batch_size):
+    """Batches of ``batch_size`` in ``n`` samples; the last one may be smaller."""
+    return -(-n // batch_size)
+
+
+def batch_rows(n, batch_size, step):
+    """Samples in batch ``step``."""
+    return min(batch_size, n - step * batch_size)
 
 
 # ---------------------------------------------------------------------------

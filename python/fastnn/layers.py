@@ -234,7 +234,10 @@ class Layer:
 
     @property
     def weights(self):
-        """The live weight arrays (engine views once compiled); prefer get_weights()."""
+        """The live weight arrays (engine views once compiled); prefer get_weights(). On
+        the GPU they are the engine's host copy, current as of this call."""
+        if self.model is not None:
+            self.model._pull_weights()
         return list(self._weights)
 
     def weight_labels(self):
@@ -244,14 +247,20 @@ class Layer:
 
     def get_weights(self):
         """Copies of this layer's weights, in Keras's order and layouts."""
+        if self.model is not None:
+            self.model._pull_weights()
         return [w.copy() for w in self._weights]
 
     def set_weights(self, weights):
         """Overwrite the weights; the list must match get_weights() in count and shapes."""
         arrays = check_weights(self._weights, weights, self.weight_labels(),
                                f"{self.where}.set_weights")
+        if self.model is not None:
+            self.model._pull_weights()  # the other layers' weights must survive the push
         for target, value in zip(self._weights, arrays):
             target[...] = value
+        if self.model is not None:
+            self.model._push_weights()
 
     def count_params(self):
         if not self.built:

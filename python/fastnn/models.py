@@ -58,6 +58,8 @@ class Sequential:
         self._input_shape = None    # per sample, once known
         self._metric_names = []
         self._net = None            # the engine, built on demand
+        self._device = "cpu"        # where compile() put it: 'cpu' or 'cuda'
+        self._device_newer = False  # a GPU engine trained since its host copy was read
         self._dropout_seed = None   # drawn from utils' generator with the first engine
         for layer in layers or []:
             self.add(layer)
@@ -178,8 +180,11 @@ class Sequential:
         """Overwrite all weights; ValueError names the first array of wrong count or shape."""
         targets = [w for layer in self._layers for w in layer._weights]
         labels = [label for layer in self._layers for label in layer.weight_labels()]
-        for target, value in zip(targets, check_weights(targets, weights, labels, "set_weights")):
+        values = check_weights(targets, weights, labels, "set_weights")
+        self._pull_weights()
+        for target, value in zip(targets, values):
             target[...] = value
+        self._push_weights()
 
     # -- the engine ----------------------------------------------------------
 
@@ -187,6 +192,7 @@ class Sequential:
         """Forget the engine (the stack changed or is recompiled); weights move back to NumPy."""
         if self._net is None:
             return
+        self._pull_weights()
         for layer in self._layers:
             layer._weights = layer.get_weights()
         if self.optimizer is not None:
@@ -231,13 +237,15 @@ class Sequential:
         self._check_head(self.loss)
         optimizer = self.optimizer or optimizers.Adam()  # predict() works before compile()
         net = _training.make_net([layer.engine_spec() for layer in self._layers],
-                                 self._engine_input_shape(), optimizer.engine_spec())
+                                 self._engine_input_shape(), optimizer.engine_spec(),
+                                 self._device)
         views = iter(net.parameters())
         for layer in self._layers:
             engine_weights = [next(views) for _ in layer._weights]
             for view, value in zip(engine_weights, layer._weights):
                 view[...] = value
             layer._weights = engine_weights
+        net.push()  # a GPU engine's weights are its host copy's until sent
         if self._dropout_seed is None:
             self._dropout_seed = int(utils.generator().integers(2**63))
         net.seed(self._dropout_seed)
@@ -246,16 +254,40 @@ class Sequential:
         self._net = net
         return net
 
+    def _pull_weights(self):
+        """Bring a GPU engine's trained weights and optimizer state into the host arrays
+        that the layers and optimizer_state() view (no-op on the CPU)."""
+        if self._net is not None and self._device_newer:
+            self._net.pull()
+            self._device_newer = False
+
+    def _push_weights(self):
+        """Send the host arrays to a GPU engine (no-op on the CPU). Callers pull first, so
+        the arrays they do not write still hold the trained values."""
+        if self._net is not None:
+            self._net.push()
+
+    def _trained(self):
+        """Note that the engine's weights moved (a GPU engine's host copy is now stale)."""
+        self._device_newer = self._net.device != "cpu"
+
+    @property
+    def device(self):
+        """Where the model trains: 'cpu' or 'cuda' (set by compile's device argument)."""
+        return self._device
+
     @property
     def _classes(self):
         return self._layers[-1]._output_shape[0]
 
     # -- compile -------------------------------------------------------------
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, device="auto"):
         """Choose the optimizer ('adam', 'sgd' or an object; Keras's default 'rmsprop' is not
-        available), the loss and the metrics (['accuracy']), and build the engine.
+        available), the loss and the metrics (['accuracy']), the device ('auto': the GPU
+        when there is one, else the CPU; or 'cpu', 'cuda'), and build the engine.
         Compiling again keeps the weights and starts the optimizer state afresh."""
+        device = _training.resolve_device(device, "compile")
         optimizer = optimizers.get(optimizer)
         loss = losses.get(loss)
         if metrics is None:
@@ -267,6 +299,7 @@ class Sequential:
         self._check_head(loss)
         self._drop_net()
         self.optimizer, self.loss, self._metric_names = optimizer, loss, names
+        self._device = device
         if self.built:
             self._ensure_net()
 
@@ -346,10 +379,13 @@ class Sequential:
             x, labels = x[:split], labels[:split]
 
         net = self._ensure_net()
-        steps = _training.batches(len(x), batch_size)
+        data = net.dataset(x, labels)  # on the GPU: uploaded once for the whole fit
+        if validation is not None:
+            validation = net.dataset(*validation)
+        steps = _training.batch_count(len(x), batch_size)
         self.history = callbacks_module.History()
         extra = [callbacks_module.ProgbarLogger()] if verbose else []
-        params = {"verbose": verbose, "epochs": epochs, "steps": len(steps)}
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         hooks = callbacks_module.CallbackList([*_callbacks(callbacks, "fit"), self.history, *extra],
                                               self, params)
         self.history.params = params
@@ -358,27 +394,11 @@ class Sequential:
         hooks.call("on_train_begin", logs)
         for epoch in range(initial_epoch, epochs):
             hooks.call("on_epoch_begin", epoch, {})
-            order = utils.generator().permutation(len(x)) if shuffle else None
-            loss_sum, correct, seen = 0.0, 0, 0
-            for step, (start, stop) in enumerate(steps):
-                hooks.call("on_train_batch_begin", step, {})
-                batch = slice(start, stop) if order is None else order[start:stop]
-                loss, batch_correct = net.train_step(x[batch], labels[batch])
-                loss_sum += loss * (stop - start)
-                correct += batch_correct
-                seen += stop - start
-                logs = self._logs(loss_sum / seen, correct / seen)
-                hooks.call("on_train_batch_end", step, logs)
-                if not math.isfinite(loss) and not self.stop_training:
-                    raise FloatingPointError(
-                        f"fit: the loss became {loss} at epoch {epoch + 1}, batch {step + 1} of "
-                        f"{len(steps)}; the weights are no longer usable. Try a lower learning "
-                        f"rate or check the inputs' scale; callbacks.TerminateOnNaN() stops "
-                        f"training without this exception.")
-                if self.stop_training:
-                    break
+            # The epoch's order is shuffle_index(key, ·), the same on both engines.
+            key = int(utils.generator().integers(2**63)) if shuffle else None
+            logs = self._train_epoch(net, data, batch_size, key, hooks, epoch) or logs
             if validation is not None:
-                val_loss, val_accuracy = self._evaluate(*validation, batch_size, hooks)
+                val_loss, val_accuracy = self._evaluate(validation, batch_size, hooks)
                 logs.update(self._logs(val_loss, val_accuracy, prefix="val_"))
             hooks.call("on_epoch_end", epoch, logs)
             if self.stop_training:
@@ -386,34 +406,87 @@ class Sequential:
         hooks.call("on_train_end", logs)
         return self.history
 
+    def _train_epoch(self, net, data, batch_size, key, hooks, epoch):
+        """One epoch in runs of steps (_training.chunks). Each run's batch-begin hooks come
+        before it starts, its batch-end hooks once its results are read; the GPU engine
+        enqueues the next run first, so a stop requested by a callback takes effect after
+        the run in flight. Returns the last logs."""
+        n, steps = len(data), _training.batch_count(len(data), batch_size)
+        runs = _training.chunks(net, steps)
+        ahead = net.device != "cpu"
+
+        def start(run):
+            first, count = run
+            for step in range(first, first + count):
+                hooks.call("on_train_batch_begin", step, {})
+            net.train_steps(data, batch_size, key, first, count)
+
+        loss_sum, correct, seen, logs = 0.0, 0, 0, None
+        if ahead:
+            start(runs[0])
+        for i, (first, count) in enumerate(runs):
+            if not ahead:
+                start(runs[i])
+            elif i + 1 < len(runs) and not self.stop_training:
+                start(runs[i + 1])
+            losses, corrects = net.step_results(first, count)
+            self._trained()
+            for step, loss, step_correct in zip(range(first, first + count), losses.tolist(),
+                                                corrects.tolist()):
+                rows = _training.batch_rows(n, batch_size, step)
+                loss_sum += loss * rows
+                correct += step_correct
+                seen += rows
+                logs = self._logs(loss_sum / seen, correct / seen)
+                hooks.call("on_train_batch_end", step, logs)
+                if not math.isfinite(loss) and not self.stop_training:
+                    raise FloatingPointError(
+                        f"fit: the loss became {loss} at epoch {epoch + 1}, batch {step + 1} of "
+                        f"{steps}; the weights are no longer usable. Try a lower learning "
+                        f"rate or check the inputs' scale; callbacks.TerminateOnNaN() stops "
+                        f"training without this exception.")
+                if self.stop_training:
+                    break
+            if self.stop_training:
+                if ahead and i + 1 < len(runs):
+                    net.step_results(*runs[i + 1])  # already enqueued: let it finish
+                break
+        return logs
+
     def train_on_batch(self, x, y, return_dict=False):
         """One training step on this batch; returns [loss, accuracy] (or the loss alone)."""
         self._require_compiled("train_on_batch")
         x, labels = self._data(x, y, "train_on_batch")
         loss, correct = self._ensure_net().train_step(x, labels)
+        self._trained()
         return self._results(loss, correct / len(x), return_dict)
 
     # -- inference -----------------------------------------------------------
 
-    def _evaluate(self, x, labels, batch_size, hooks, progbar=None):
-        """(mean loss, accuracy) over all samples, batch by batch."""
+    def _evaluate(self, data, batch_size, hooks, progbar=None):
+        """(mean loss, accuracy) over a dataset of the engine's, batch by batch (the GPU
+        engine runs all batches in one call, then the hooks see them)."""
         net = self._ensure_net()
-        steps = _training.batches(len(x), batch_size)
+        n, steps = len(data), _training.batch_count(len(data), batch_size)
         loss_sum, correct = 0.0, 0
         hooks.call("on_test_begin", {})
-        for step, (start, stop) in enumerate(steps):
-            hooks.call("on_test_batch_begin", step, {})
-            batch_loss, batch_correct = net.evaluate(x[start:stop], labels[start:stop])
-            loss_sum += batch_loss
-            correct += batch_correct
-            logs = self._logs(loss_sum / stop, correct / stop)
-            hooks.call("on_test_batch_end", step, logs)
-            if progbar and step + 1 < len(steps):
-                progbar.update(step + 1, logs.items())
-        result = loss_sum / len(x), correct / len(x)
+        for first, count in _training.chunks(net, steps) if net.device == "cpu" else [(0, steps)]:
+            for step in range(first, first + count):
+                hooks.call("on_test_batch_begin", step, {})
+            losses, corrects = net.evaluate_steps(data, batch_size, first, count)
+            for step, loss, step_correct in zip(range(first, first + count), losses.tolist(),
+                                                corrects.tolist()):
+                loss_sum += loss
+                correct += step_correct
+                stop = step * batch_size + _training.batch_rows(n, batch_size, step)
+                logs = self._logs(loss_sum / stop, correct / stop)
+                hooks.call("on_test_batch_end", step, logs)
+                if progbar and step + 1 < steps:
+                    progbar.update(step + 1, logs.items())
+        result = loss_sum / n, correct / n
         hooks.call("on_test_end", self._logs(*result))
         if progbar:
-            progbar.update(len(steps), self._logs(*result).items(), finalize=True)
+            progbar.update(steps, self._logs(*result).items(), finalize=True)
         return result
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None,
@@ -425,9 +498,10 @@ class Sequential:
         x, labels = self._data(x, y, "evaluate")
         hooks = callbacks_module.CallbackList(_callbacks(callbacks, "evaluate"), self,
                                               {"verbose": verbose})
-        steps = len(_training.batches(len(x), batch_size))
+        steps = _training.batch_count(len(x), batch_size)
         progbar = _training.Progbar(steps, verbose) if verbose else None
-        return self._results(*self._evaluate(x, labels, batch_size, hooks, progbar), return_dict)
+        data = self._ensure_net().dataset(x, labels)
+        return self._results(*self._evaluate(data, batch_size, hooks, progbar), return_dict)
 
     def test_on_batch(self, x, y, return_dict=False):
         """Loss and metrics on one batch, without updating the weights."""
@@ -442,21 +516,28 @@ class Sequential:
         verbose = _training.verbose_arg(verbose, "predict")
         x = self._inputs(x, "predict")
         net = self._ensure_net()
-        steps = _training.batches(len(x), batch_size)
+        data = net.dataset(x)
+        steps = _training.batch_count(len(x), batch_size)
         hooks = callbacks_module.CallbackList(_callbacks(callbacks, "predict"), self,
                                               {"verbose": verbose})
-        progbar = _training.Progbar(len(steps), verbose) if verbose else None
+        progbar = _training.Progbar(steps, verbose) if verbose else None
         out = np.empty((len(x), self._classes), np.float32)
         hooks.call("on_predict_begin", {})
-        for step, (start, stop) in enumerate(steps):
-            hooks.call("on_predict_batch_begin", step, {})
-            out[start:stop] = net.predict(x[start:stop])
-            hooks.call("on_predict_batch_end", step, {"outputs": out[start:stop]})
-            if progbar and step + 1 < len(steps):
-                progbar.update(step + 1)
+        for first, count in _training.chunks(net, steps) if net.device == "cpu" else [(0, steps)]:
+            for step in range(first, first + count):
+                hooks.call("on_predict_batch_begin", step, {})
+            start = first * batch_size
+            outputs = net.predict_steps(data, batch_size, first, count)
+            out[start:start + len(outputs)] = outputs
+            for step in range(first, first + count):
+                rows = slice(step * batch_size,
+                             step * batch_size + _training.batch_rows(len(x), batch_size, step))
+                hooks.call("on_predict_batch_end", step, {"outputs": out[rows]})
+                if progbar and step + 1 < steps:
+                    progbar.update(step + 1)
         hooks.call("on_predict_end", {})
         if progbar:
-            progbar.update(len(steps), finalize=True)
+            progbar.update(steps, finalize=True)
         return out
 
     def predict_on_batch(self, x):
@@ -498,7 +579,8 @@ class Sequential:
         _saving.load_weights(self, filepath)
 
 
-def load_model(filepath, compile=True):
-    """A model saved by ``model.save``, compiled and with its optimizer state unless
+def load_model(filepath, compile=True, device="auto"):
+    """A model saved by ``model.save``, compiled for ``device`` (as compile's; a file
+    does not record the device it was trained on) and with its optimizer state unless
     ``compile=False``. ValueError names the file and what is wrong with it."""
-    return _saving.load_model(filepath, compile=compile)
+    return _saving.load_model(filepath, compile=compile, device=device)

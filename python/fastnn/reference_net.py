@@ -12,7 +12,7 @@ import numpy as np
 
 from fastnn import reference as ref
 
-__all__ = ["ReferenceNet", "dropout_keep_mask"]
+__all__ = ["ReferenceNet", "dropout_keep_mask", "shuffle_order"]
 
 _TYPES = ("conv2d", "maxpool2d", "flatten", "dense", "dropout")
 _ACTIVATIONS = ("linear", "relu", "softmax")
@@ -59,6 +59,32 @@ def dropout_keep_mask(shape, rate, seed, layer_index, iteration):
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
+
+def shuffle_order(key, n):
+    """The samples of a shuffled epoch, in order: position i reads sample ``order[i]``.
+    Both engines draw it from ``key`` without a table (ops.h shuffle_index): a 4-round
+    Feistel network, splitmix64 as its round function, on the smallest 4**half >= n, with
+    values >= n sent through it again until they land below n."""
+    half = 1
+    while (1 << (2 * half)) < n:
+        half += 1
+    mask = np.uint64((1 << half) - 1)
+
+    def permute(value):
+        left, right = value >> np.uint64(half), value & mask
+        for round_ in range(4):
+            mixed = left ^ (_splitmix64_array(right + np.uint64((key + (round_ << 58)) & _MASK64))
+                            & mask)
+            left, right = right, mixed
+        return (left << np.uint64(half)) | right
+
+    value = permute(np.arange(n, dtype=np.uint64))
+    outside = value >= n
+    while outside.any():
+        value[outside] = permute(value[outside])
+        outside = value >= n
+    return value.astype(np.int64)
+
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

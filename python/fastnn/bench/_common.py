@@ -1,5 +1,6 @@
 """What both benchmarks share: the runtime options (--isa, --threads, --json), the optional
-PyTorch import, the machine facts printed above each table, and plain-text tables.
+PyTorch and JAX imports, the machine (and GPU) facts printed above each table, and
+plain-text tables.
 """
 
 import argparse
@@ -84,6 +85,20 @@ def import_torch(threads):
     return torch, None
 
 
+def import_jax(device):
+    """(jax, its device, None) for device 'cpu' or 'cuda', or (None, None, why it is skipped)."""
+    # By default JAX takes 75% of the GPU's memory at its first use; it shares the GPU here.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+    except ImportError as error:
+        return None, None, f"JAX is not installed ({error})"
+    try:
+        return jax, jax.devices("cpu" if device == "cpu" else "gpu")[0], None
+    except RuntimeError as error:
+        return None, None, f"JAX {jax.__version__} has no {device.upper()} backend ({error})"
+
+
 def _cpu_name():
     try:
         with open("/proc/cpuinfo") as file:
@@ -116,6 +131,29 @@ def machine_facts(torch=None):
     if torch is not None:
         facts["torch_threads"] = torch.get_num_threads()
     return facts
+
+
+def device_facts(torch=None, jax=None):
+    """The GPU side of the facts: the device, the CUDA and cuDNN that PyTorch uses, JAX's."""
+    info = fastnn.build_info()
+    facts = {"fastnn_cuda_devices": info.get("cuda_device_names") or [],
+             "fastnn_cuda_runtime": info.get("cuda_runtime_version")}
+    if torch is not None and torch.cuda.is_available():
+        facts.update(gpu=torch.cuda.get_device_name(0), torch_cuda=torch.version.cuda,
+                     cudnn=torch.backends.cudnn.version())
+    if jax is not None:
+        facts.update(jax=jax.__version__, jax_devices=[str(d) for d in jax.devices()])
+    return facts
+
+
+def print_device(facts, out):
+    gpu = facts.get("gpu") or ", ".join(facts["fastnn_cuda_devices"]) or "no GPU seen"
+    torch = (f"; torch CUDA {facts['torch_cuda']}, cuDNN {facts['cudnn']}"
+             if facts.get("torch_cuda") else "")
+    jax = (f"; jax {facts['jax']} ({', '.join(facts['jax_devices'])})" if facts.get("jax")
+           else "; jax not available")
+    print(f"gpu: {gpu}; fastnn CUDA runtime {facts['fastnn_cuda_runtime']}{torch}{jax}",
+          file=out)
 
 
 def print_machine(facts, out):

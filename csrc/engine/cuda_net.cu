@@ -1,0 +1,605 @@
+// cuda_net.cu — the training step of a Sequential stack on the GPU (cuda_net.h):
+//   state:    a TrainState in device memory says which dataset, epoch order, step and
+//             optimizer step the next step runs; the step's last kernel advances it;
+//   step:     gather the batch, forward (conv + bias + ReLU fused), softmax + cross-entropy,
+//             backward (a ReLU undone inside the pooling gradient), Adam or SGD over the
+//             flat parameter buffer in one launch, record loss and correct count;
+//   graphs:   that step, captured once per batch size, is replayed for every step, so a
+//             step costs one graph launch on the host and nothing on the Python side;
+//   results:  each run of steps ends with a copy of its slots to pinned host memory and
+//             an event; the host waits on that event only when it reads the results.
+#include "engine/cuda_net.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+
+#include "cuda/check.h"
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+
+namespace fastnn {
+
+using cuda::check;
+using cuda::DeviceBuffer;
+
+struct CudaDataset::Data {
+  DeviceBuffer<float> x;
+  DeviceBuffer<int32_t> labels;  // empty for predict-only data
+  int64_t count = 0;
+};
+
+CudaDataset::CudaDataset(std::unique_ptr<Data> data) : data_(std::move(data)) {}
+CudaDataset::~CudaDataset() = default;
+int64_t CudaDataset::count() const { return data_->count; }
+bool CudaDataset::has_labels() const { return data_->labels.size() > 0; }
+
+namespace {
+
+// Host memory the GPU copies into asynchronously (pageable memory would make each copy
+// synchronous).
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (data_) cudaFreeHost(data_);
+  }
+  void grow(int64_t count) {  // keeps the contents
+    if (count <= count_) return;
+    T* bigger = nullptr;
+    check(cudaMallocHost(reinterpret_cast<void**>(&bigger), sizeof(T) * count),
+          "cudaMallocHost (step results)");
+    if (data_) {
+      std::memcpy(bigger, data_, sizeof(T) * count_);
+      cudaFreeHost(data_);
+    }
+    data_ = bigger;
+    count_ = count;
+  }
+  T* data() { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  int64_t count_ = 0;
+};
+
+// Ends a stream capture left open by an exception, so the stream stays usable.
+class Capture {
+ public:
+  explicit Capture(cudaStream_t stream) : stream_(stream) {
+    check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+          "cudaStreamBeginCapture");
+  }
+  ~Capture() {
+    if (!open_) return;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+  }
+  cudaGraphExec_t finish() {
+    cudaGraph_t graph = nullptr;
+    open_ = false;
+    check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(status, "cudaGraphInstantiate");
+    return exec;
+  }
+
+ private:
+  cudaStream_t stream_;
+  bool open_ = true;
+};
+
+enum class Mode { Train, Evaluate, Predict };
+
+}  // namespace
+
+struct CudaNet::Impl {
+  explicit Impl(Plan plan_in) : plan(std::move(plan_in)) {}
+  ~Impl();
+
+  Plan plan;
+  uint64_t seed = 0;
+  cudaStream_t stream = nullptr;
+  int64_t sample = 0;  // floats per input sample
+
+  DeviceBuffer<float> params, grads, state[2];
+  AlignedBuffer host_params, host_state[2];
+  DeviceBuffer<cuda::TrainState> train_state;
+  DeviceBuffer<float> mean_loss;
+
+  // Sized for `capacity` rows; growing them drops the graphs, which hold their addresses.
+  int64_t capacity = 0;
+  std::vector<DeviceBuffer<float>> outputs;   // per layer; empty where a layer aliases
+  std::vector<DeviceBuffer<int32_t>> argmax;  // per max-pool layer
+  DeviceBuffer<float> batch_x, grad_a, grad_b, workspace, scratch_bias;
+  DeviceBuffer<int32_t> batch_labels;
+  std::vector<const float*> out;              // this step's output of each layer
+  std::map<int64_t, cudaGraphExec_t> graphs;  // training step, by batch rows
+
+  // Each step's loss and correct count, by step index; a run of steps copies its slots
+  // to pinned memory. Training and evaluation keep separate slots, so a callback may
+  // evaluate while training steps are still in flight.
+  struct Slots {
+    int64_t capacity = 0;
+    DeviceBuffer<double> loss;
+    DeviceBuffer<int32_t> correct;
+    PinnedBuffer<double> host_loss;
+    PinnedBuffer<int32_t> host_correct;
+    void reserve(int64_t steps, cudaStream_t stream);
+    void copy_out(int64_t first, int64_t count, cudaStream_t stream);
+  } train_slots, eval_slots;
+  struct Run {
+    int64_t first, count;
+    cudaEvent_t done;
+    std::shared_ptr<CudaDataset> data;  // kept alive until its steps are read
+  };
+  std::deque<Run> runs;
+
+  void drop_graphs();
+  void sync();
+  void reserve(int64_t rows);
+  void set_state(const CudaDataset* data, int64_t batch, bool shuffled, uint64_t key,
+                 Mode mode, int64_t first, int64_t iterations, double learning_rate,
+                 float* outputs = nullptr, int64_t outputs_first_row = 0);
+  void run_step(int64_t rows, Mode mode);
+  const float* forward(int64_t rows, bool training);
+  void backward(int64_t rows);
+  void update();
+  cudaGraphExec_t graph_for(int64_t rows);
+};
+
+CudaNet::Impl::~Impl() {
+  // Destructors must not throw: errors here are ignored.
+  for (Run& run : runs) cudaEventDestroy(run.done);
+  for (auto& entry : graphs) cudaGraphExecDestroy(entry.second);
+  if (stream) {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+}
+
+void CudaNet::Impl::drop_graphs() {
+  for (auto& entry : graphs) cudaGraphExecDestroy(entry.second);
+  graphs.clear();
+}
+
+// Waits for everything enqueued; pending runs stay readable (their copies are done).
+void CudaNet::Impl::sync() { check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+
+void CudaNet::Impl::Slots::reserve(int64_t steps, cudaStream_t stream) {
+  if (steps <= capacity) return;
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // the old slots may be in use
+  loss = DeviceBuffer<double>(steps);
+  correct = DeviceBuffer<int32_t>(steps);
+  host_loss.grow(steps);
+  host_correct.grow(steps);
+  capacity = steps;
+}
+
+void CudaNet::Impl::Slots::copy_out(int64_t first, int64_t count, cudaStream_t stream) {
+  check(cudaMemcpyAsync(host_loss.data() + first, loss.data() + first, sizeof(double) * count,
+                        cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync (step losses)");
+  check(cudaMemcpyAsync(host_correct.data() + first, correct.data() + first,
+                        sizeof(int32_t) * count, cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync (step counts)");
+}
+
+void CudaNet::Impl::reserve(int64_t rows) {
+  int64_t floats = rows;  // softmax-xent's row losses
+  int64_t widest_bias = 1;
+  for (const PlannedLayer& layer : plan.layers) {
+    if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
+    floats = std::max(floats, cuda::conv2d_filter_workspace_floats(conv_geometry(layer, rows)));
+    widest_bias = std::max(widest_bias, layer.spec.units);
+  }
+  if (rows <= capacity && floats <= workspace.size()) return;
+  sync();  // the buffers may be in use by enqueued steps
+  drop_graphs();
+  rows = std::max(rows, capacity);
+  outputs.clear();
+  argmax.clear();
+  for (const PlannedLayer& layer : plan.layers) {
+    const bool aliases = layer.spec.kind == LayerSpec::Kind::Flatten ||
+                         (layer.spec.kind == LayerSpec::Kind::Dropout && layer.spec.rate == 0.0);
+    outputs.emplace_back(aliases ? 0 : rows * layer.out_size);
+    argmax.emplace_back(layer.spec.kind == LayerSpec::Kind::MaxPool2d ? rows * layer.out_size : 0);
+  }
+  batch_x = DeviceBuffer<float>(rows * sample);
+  batch_labels = DeviceBuffer<int32_t>(rows);
+  grad_a = DeviceBuffer<float>(rows * plan.widest());
+  grad_b = DeviceBuffer<float>(rows * plan.widest());
+  workspace = DeviceBuffer<float>(std::max(floats, workspace.size()));
+  scratch_bias = DeviceBuffer<float>(widest_bias);
+  out.assign(plan.layers.size(), nullptr);
+  capacity = rows;
+}
+
+void CudaNet::Impl::set_state(const CudaDataset* data, int64_t batch, bool shuffled, uint64_t key,
+                              Mode mode, int64_t first, int64_t iterations,
+                              double learning_rate, float* outputs, int64_t outputs_first_row) {
+  cuda::TrainState s{};
+  s.x = data->data().x.data();
+  s.labels = data->has_labels() ? data->data().labels.data() : nullptr;
+  s.samples = data->count();
+  s.sample_floats = sample;
+  s.batch = batch;
+  s.shuffle_key = key;
+  s.shuffled = shuffled ? 1 : 0;
+  s.training = mode == Mode::Train ? 1 : 0;
+  s.step = first;
+  s.iteration = iterations;
+  s.learning_rate = learning_rate;
+  Slots& slots = mode == Mode::Train ? train_slots : eval_slots;
+  s.step_loss = slots.loss.data();
+  s.step_correct = slots.correct.data();
+  s.outputs = outputs;
+  s.outputs_first_row = outputs_first_row;
+  cuda::set_train_state(train_state.data(), s, stream);
+}
+
+// ---- one step, as kernels on the stream (captured into a graph when training) -------
+
+const float* CudaNet::Impl::forward(int64_t rows, bool training) {
+  const float* in = batch_x.data();
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    const PlannedLayer& layer = plan.layers[i];
+    const LayerSpec& spec = layer.spec;
+    float* y = outputs[i].data();
+    const bool relu = spec.activation == Activation::Relu;
+    const float* bias = layer.bias >= 0 ? params.data() + layer.bias : nullptr;
+    switch (spec.kind) {
+      case LayerSpec::Kind::Conv2d:
+        cuda::conv2d_forward(conv_geometry(layer, rows), in, params.data() + layer.kernel, bias,
+                             relu, y, stream);
+        break;
+      case LayerSpec::Kind::MaxPool2d:
+        cuda::maxpool2d_forward(pool_geometry(layer, rows), in, y, argmax[i].data(), stream);
+        break;
+      case LayerSpec::Kind::Flatten:
+        y = const_cast<float*>(in);  // NHWC flattened in C order is the same memory
+        break;
+      case LayerSpec::Kind::Dense: {
+        Gemm mm;  // y (rows × units) = in (rows × features) · W (features × units) + b
+        mm.m = rows, mm.n = spec.units, mm.k = layer.in_size;
+        mm.a = in, mm.lda = layer.in_size;
+        mm.b = params.data() + layer.kernel, mm.ldb = spec.units;
+        mm.c = y, mm.ldc = spec.units;
+        mm.bias = bias, mm.relu = relu;
+        cuda::gemm(mm, stream);
+        break;
+      }
+      case LayerSpec::Kind::Dropout: {
+        if (!training || spec.rate == 0.0) {
+          y = const_cast<float*>(in);
+          break;
+        }
+        const DropoutStep step = dropout_step(spec.rate, seed, i, 0);
+        cuda::dropout_forward_resident(rows * layer.out_size, in, y, step.threshold, step.scale,
+                                       dropout_layer_stream(seed, i), train_state.data(),
+                                       stream);
+        break;
+      }
+    }
+    out[i] = y;
+    in = y;
+  }
+  return in;
+}
+
+void CudaNet::Impl::backward(int64_t rows) {
+  float* d = grad_a.data();  // gradient of the loss wrt the current layer's output
+  bool relu_done = false;    // a max-pool above already masked d by this layer's ReLU
+  for (size_t i = plan.layers.size(); i-- > 0;) {
+    const PlannedLayer& layer = plan.layers[i];
+    const LayerSpec& spec = layer.spec;
+    const float* in = i == 0 ? batch_x.data() : out[i - 1];
+    const bool need_dx = i > 0;
+    const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation == Activation::Relu;
+    float* other = d == grad_a.data() ? grad_b.data() : grad_a.data();
+    if (spec.activation == Activation::Relu && !relu_done) {
+      cuda::relu_backward(rows * layer.out_size, out[i], d, d, stream);
+    }
+    relu_done = false;
+    float* db = layer.bias >= 0 ? grads.data() + layer.bias : scratch_bias.data();
+    switch (spec.kind) {
+      case LayerSpec::Kind::Conv2d: {
+        const Conv2dGeometry g = conv_geometry(layer, rows);
+        cuda::conv2d_backward_filter(g, in, d, grads.data() + layer.kernel, db, workspace.data(),
+                                     stream);
+        if (need_dx) cuda::conv2d_backward_data(g, params.data() + layer.kernel, d, other, stream);
+        d = other;
+        break;
+      }
+      case LayerSpec::Kind::MaxPool2d:
+        if (need_dx) {
+          cuda::maxpool2d_backward(pool_geometry(layer, rows), d, argmax[i].data(),
+                                   input_from_relu ? out[i] : nullptr, other, stream);
+          relu_done = input_from_relu;
+        }
+        d = other;
+        break;
+      case LayerSpec::Kind::Flatten:
+        break;
+      case LayerSpec::Kind::Dense: {
+        Gemm filter;  // dW (features × units) = inᵀ (features × rows) · d (rows × units)
+        filter.m = layer.in_size, filter.n = spec.units, filter.k = rows;
+        filter.a = in, filter.lda = layer.in_size, filter.trans_a = true;
+        filter.b = d, filter.ldb = spec.units;
+        filter.c = grads.data() + layer.kernel, filter.ldc = spec.units;
+        cuda::gemm(filter, stream);
+        if (layer.bias >= 0) cuda::sum_rows(rows, spec.units, d, db, stream);
+        if (need_dx) {
+          Gemm data;  // dx (rows × features) = d (rows × units) · Wᵀ (units × features)
+          data.m = rows, data.n = layer.in_size, data.k = spec.units;
+          data.a = d, data.lda = spec.units;
+          data.b = params.data() + layer.kernel, data.ldb = spec.units, data.trans_b = true;
+          data.c = other, data.ldc = layer.in_size;
+          cuda::gemm(data, stream);
+        }
+        d = other;
+        break;
+      }
+      case LayerSpec::Kind::Dropout:
+        if (out[i] != in) {  // active in training: the gradient takes the same coins
+          const DropoutStep step = dropout_step(spec.rate, seed, i, 0);
+          cuda::dropout_backward_resident(rows * layer.out_size, d, d, step.threshold,
+                                          step.scale, dropout_layer_stream(seed, i),
+                                          train_state.data(), stream);
+        }
+        break;
+    }
+  }
+}
+
+void CudaNet::Impl::update() {
+  const OptimizerSpec& o = plan.optimizer;
+  if (o.kind == OptimizerSpec::Kind::Adam) {
+    cuda::adam_update_resident(plan.parameter_count, params.data(), grads.data(),
+                               state[0].data(), state[1].data(), o.beta_1, o.beta_2, o.epsilon,
+                               train_state.data(), stream);
+  } else {
+    cuda::sgd_update_resident(plan.parameter_count, params.data(), grads.data(),
+                              plan.optimizer_slot_count() ? state[0].data() : nullptr,
+                              static_cast<float>(o.momentum), o.nesterov, train_state.data(),
+                              stream);
+  }
+}
+
+void CudaNet::Impl::run_step(int64_t rows, Mode mode) {
+  const bool labelled = mode != Mode::Predict;
+  cuda::gather_batch(train_state.data(), rows, sample, batch_x.data(),
+                     labelled ? batch_labels.data() : nullptr, stream);
+  const float* logits = forward(rows, mode == Mode::Train);
+  const int64_t classes = plan.classes();
+  if (mode == Mode::Predict) {
+    const bool softmax = plan.layers.back().spec.activation == Activation::Softmax;
+    cuda::predict_outputs(rows, classes, logits, softmax, train_state.data(), stream);
+    cuda::finish_step(train_state.data(), rows, classes, logits, nullptr, nullptr, stream);
+    return;
+  }
+  // dlogits go to grad_a, where the backward pass starts (and evaluation ignores them).
+  cuda::softmax_cross_entropy(rows, classes, logits, batch_labels.data(), grad_a.data(),
+                              mean_loss.data(), workspace.data(), stream);
+  if (mode == Mode::Train) {
+    backward(rows);
+    update();
+  }
+  cuda::finish_step(train_state.data(), rows, classes, logits, batch_labels.data(),
+                    mean_loss.data(), stream);
+}
+
+cudaGraphExec_t CudaNet::Impl::graph_for(int64_t rows) {
+  auto found = graphs.find(rows);
+  if (found != graphs.end()) return found->second;
+  Capture capture(stream);
+  run_step(rows, Mode::Train);
+  cudaGraphExec_t exec = capture.finish();
+  graphs.emplace(rows, exec);
+  return exec;
+}
+
+// ---- the public calls ---------------------------------------------------------------
+
+CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape,
+                 OptimizerSpec optimizer)
+    : learning_rate(optimizer.learning_rate) {
+  Plan plan(std::move(layers), std::move(input_shape), optimizer);  // checks first
+  if (cuda::device_count() == 0) {
+    throw cuda::CudaError(
+        "device='cuda' needs a CUDA GPU, and this process sees none (cudaGetDeviceCount found "
+        "no device: no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it); use device='cpu' "
+        "or 'auto'");
+  }
+  impl_ = std::make_unique<Impl>(std::move(plan));
+  Impl& m = *impl_;
+  check(cudaSetDevice(0), "cudaSetDevice(0)");
+  check(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  m.sample = m.plan.input_size();
+  const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
+  m.params = DeviceBuffer<float>(count);
+  m.grads = DeviceBuffer<float>(count);
+  m.host_params.resize(count);
+  std::fill(m.host_params.data(), m.host_params.data() + count, 0.0f);
+  for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
+    m.state[s] = DeviceBuffer<float>(count);
+    m.host_state[s].resize(count);
+    std::fill(m.host_state[s].data(), m.host_state[s].data() + count, 0.0f);
+  }
+  m.train_state = DeviceBuffer<cuda::TrainState>(1);
+  m.mean_loss = DeviceBuffer<float>(1);
+  push();
+}
+
+CudaNet::~CudaNet() = default;
+
+std::shared_ptr<CudaDataset> CudaNet::dataset(const float* x, const int32_t* labels,
+                                              int64_t count) {
+  Impl& m = *impl_;
+  auto data = std::make_unique<CudaDataset::Data>();
+  data->count = count;
+  data->x = DeviceBuffer<float>(count * m.sample);
+  // Synchronous copies: the caller's arrays may be freed once this returns.
+  check(cudaMemcpy(data->x.data(), x, sizeof(float) * count * m.sample, cudaMemcpyHostToDevice),
+        "cudaMemcpy (dataset samples to the GPU)");
+  if (labels) {
+    data->labels = DeviceBuffer<int32_t>(count);
+    check(cudaMemcpy(data->labels.data(), labels, sizeof(int32_t) * count,
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy (dataset labels to the GPU)");
+  }
+  return std::make_shared<CudaDataset>(std::move(data));
+}
+
+void CudaNet::train_steps(const std::shared_ptr<CudaDataset>& data, int64_t batch, bool shuffled,
+                          uint64_t key, int64_t first, int64_t count) {
+  Impl& m = *impl_;
+  if (first == 0 && !m.runs.empty()) {  // a new epoch: results left unread are dropped
+    m.sync();
+    for (Impl::Run& run : m.runs) cudaEventDestroy(run.done);
+    m.runs.clear();
+  }
+  m.reserve(std::min(batch, data->count()));
+  m.train_slots.reserve(epoch_steps(data->count(), batch), m.stream);
+  m.set_state(data.get(), batch, shuffled, key, Mode::Train, first, iterations, learning_rate);
+  for (int64_t step = first; step < first + count; ++step) {
+    check(cudaGraphLaunch(m.graph_for(step_rows(data->count(), batch, step)), m.stream),
+          "cudaGraphLaunch (training step)");
+  }
+  m.train_slots.copy_out(first, count, m.stream);
+  cudaEvent_t done;
+  check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate");
+  m.runs.push_back({first, count, done, data});
+  check(cudaEventRecord(done, m.stream), "cudaEventRecord");
+  iterations += count;
+}
+
+void CudaNet::step_results(int64_t first, int64_t count, float* step_loss, int32_t* step_correct) {
+  Impl& m = *impl_;
+  auto run = std::find_if(m.runs.begin(), m.runs.end(), [&](const Impl::Run& r) {
+    return r.first == first && r.count == count;
+  });
+  if (run == m.runs.end()) {
+    fail("step_results(", first, ", ", count, "): no such run of steps is pending; pass the "
+         "first and count given to train_steps");
+  }
+  check(cudaEventSynchronize(run->done), "cudaEventSynchronize (training steps)");
+  for (int64_t s = 0; s < count; ++s) {
+    step_loss[s] = static_cast<float>(m.train_slots.host_loss.data()[first + s]);
+    step_correct[s] = m.train_slots.host_correct.data()[first + s];
+  }
+  // This run and every earlier one are done.
+  for (auto r = m.runs.begin(); r != std::next(run); ++r) cudaEventDestroy(r->done);
+  m.runs.erase(m.runs.begin(), std::next(run));
+}
+
+void CudaNet::evaluate_steps(const std::shared_ptr<CudaDataset>& data, int64_t batch,
+                             int64_t first, int64_t count, double* loss_sum, int32_t* correct) {
+  Impl& m = *impl_;
+  m.reserve(std::min(batch, data->count()));
+  m.eval_slots.reserve(epoch_steps(data->count(), batch), m.stream);
+  m.set_state(data.get(), batch, false, 0, Mode::Evaluate, first, iterations, learning_rate);
+  for (int64_t step = first; step < first + count; ++step) {
+    m.run_step(step_rows(data->count(), batch, step), Mode::Evaluate);
+  }
+  m.eval_slots.copy_out(first, count, m.stream);
+  m.sync();
+  std::copy_n(m.eval_slots.host_loss.data() + first, count, loss_sum);
+  std::copy_n(m.eval_slots.host_correct.data() + first, count, correct);
+}
+
+void CudaNet::predict_steps(const std::shared_ptr<CudaDataset>& data, int64_t batch,
+                            int64_t first, int64_t count, float* out) {
+  Impl& m = *impl_;
+  m.reserve(std::min(batch, data->count()));
+  const int64_t begin = first * batch;
+  const int64_t rows = std::min(data->count(), (first + count) * batch) - begin;
+  DeviceBuffer<float> outputs(rows * classes());
+  m.set_state(data.get(), batch, false, 0, Mode::Predict, first, iterations, learning_rate,
+              outputs.data(), begin);
+  for (int64_t step = first; step < first + count; ++step) {
+    m.run_step(step_rows(data->count(), batch, step), Mode::Predict);
+  }
+  check(cudaMemcpyAsync(out, outputs.data(), sizeof(float) * rows * classes(),
+                        cudaMemcpyDeviceToHost, m.stream),
+        "cudaMemcpyAsync (predictions)");
+  m.sync();
+}
+
+BatchResult CudaNet::train_step(const float* x, const int32_t* labels, int64_t n) {
+  const auto data = dataset(x, labels, n);
+  train_steps(data, n, false, 0, 0, 1);
+  float loss;
+  int32_t correct;
+  step_results(0, 1, &loss, &correct);
+  return {loss, correct};
+}
+
+BatchResult CudaNet::evaluate(const float* x, const int32_t* labels, int64_t n) {
+  const auto data = dataset(x, labels, n);
+  double loss;
+  int32_t correct;
+  evaluate_steps(data, n, 0, 1, &loss, &correct);
+  return {loss, correct};
+}
+
+void CudaNet::predict(const float* x, int64_t n, float* out) {
+  predict_steps(dataset(x, nullptr, n), n, 0, 1, out);
+}
+
+void CudaNet::pull() {
+  Impl& m = *impl_;
+  m.sync();
+  const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
+  check(cudaMemcpy(m.host_params.data(), m.params.data(), sizeof(float) * count,
+                   cudaMemcpyDeviceToHost),
+        "cudaMemcpy (parameters to the host)");
+  for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
+    check(cudaMemcpy(m.host_state[s].data(), m.state[s].data(), sizeof(float) * count,
+                     cudaMemcpyDeviceToHost),
+          "cudaMemcpy (optimizer state to the host)");
+  }
+}
+
+void CudaNet::push() {
+  Impl& m = *impl_;
+  m.sync();
+  const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
+  check(cudaMemcpy(m.params.data(), m.host_params.data(), sizeof(float) * count,
+                   cudaMemcpyHostToDevice),
+        "cudaMemcpy (parameters to the GPU)");
+  for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
+    check(cudaMemcpy(m.state[s].data(), m.host_state[s].data(), sizeof(float) * count,
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy (optimizer state to the GPU)");
+  }
+}
+
+float* CudaNet::parameters() { return impl_->host_params.data(); }
+float* CudaNet::optimizer_state(int slot) { return impl_->host_state[slot].data(); }
+const std::vector<ParameterSlot>& CudaNet::parameter_slots() const { return impl_->plan.slots; }
+int CudaNet::optimizer_slot_count() const { return impl_->plan.optimizer_slot_count(); }
+int64_t CudaNet::parameter_count() const { return impl_->plan.parameter_count; }
+const std::vector<int64_t>& CudaNet::input_shape() const { return impl_->plan.input_shape; }
+std::vector<std::vector<int64_t>> CudaNet::output_shapes() const {
+  return impl_->plan.output_shapes();
+}
+int64_t CudaNet::classes() const { return impl_->plan.classes(); }
+
+void CudaNet::set_seed(uint64_t seed) {
+  impl_->sync();
+  impl_->drop_graphs();  // they hold the dropout streams derived from the seed
+  impl_->seed = seed;
+}
+
+}  // namespace fastnn

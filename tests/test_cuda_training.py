@@ -1,0 +1,165 @@
+"""The GPU engine (_C.CudaNet) against the CPU engine: the same weights, data and shuffle
+key must give the same steps (within float32 rounding: the kernels sum in other orders),
+the same evaluation and predictions; the same seed must give bit-identical weights run to
+run; and a model saved on one device must load and train on the other. Marked `gpu`:
+skipped where this process sees no CUDA GPU.
+"""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _C, layers, models, utils
+from test_engine import (AWKWARD, FLATTEN, SEED_CNN, adam, batch, conv, dense, dropout,
+                         init_weights, pool, rel_error, sgd, snapshot)
+
+HAS_GPU = fastnn.build_info()["cuda_devices"] > 0
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU in this process")]
+
+# One step from the same weights: float32 sums in another order, ~1e-6 apart.
+STEP_TOLERANCE = 1e-4
+
+
+def make_pair(layers_, input_shape, optimizer, seed=0):
+    """(CPU engine, GPU engine) with the same random weights and dropout seed."""
+    cpu = _C.Net(layers_, input_shape, optimizer)
+    gpu = _C.CudaNet(layers_, input_shape, optimizer)
+    init_weights([cpu, gpu], seed)
+    gpu.push()
+    for net in (cpu, gpu):
+        net.seed(11)
+    return cpu, gpu
+
+
+def assert_same_state(cpu, gpu, tolerance, what):
+    gpu.pull()
+    for k, (a, b) in enumerate(zip(snapshot(cpu), snapshot(gpu))):
+        error = rel_error(b, a)
+        assert error < tolerance, f"{what}: array {k} relative error {error:.3g}"
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_one_step_matches_the_cpu_engine(name):
+    layers_, input_shape, optimizer = AWKWARD[name]
+    cpu, gpu = make_pair(layers_, input_shape, optimizer)
+    classes = cpu.output_shapes()[-1][0]
+    for step, n in enumerate([5, 1, 7]):
+        # Each step from the same start (the CPU's weights), as test_engine does.
+        for a, b in zip(snapshot(gpu, copy=False), snapshot(cpu, copy=False)):
+            a[...] = b
+        gpu.push()
+        x, y = batch(input_shape, classes, n, step)
+        loss_cpu, correct_cpu = cpu.train_step(x, y)
+        loss_gpu, correct_gpu = gpu.train_step(x, y)
+        assert abs(loss_gpu - loss_cpu) <= STEP_TOLERANCE * abs(loss_cpu), (name, step)
+        assert correct_gpu == correct_cpu, (name, step)
+        assert_same_state(cpu, gpu, STEP_TOLERANCE, f"{name} step {step}")
+    assert gpu.iterations == cpu.iterations == 3
+
+
+@pytest.mark.parametrize("optimizer", [adam(), sgd(0.05, momentum=0.9, nesterov=True), sgd(0.05)],
+                         ids=["adam", "sgd-nesterov", "sgd"])
+@pytest.mark.parametrize("key", [None, 99])
+def test_an_epoch_of_graph_steps_tracks_the_cpu_engine(optimizer, key):
+    # 203 samples in batches of 32: six full steps (one captured graph) and a short one
+    # of 11 (a second graph); the GPU gathers the batches in the CPU's shuffled order.
+    spec = [conv(6), pool(), conv(8), FLATTEN, dropout(0.3), dense(16), dense(4, "softmax")]
+    cpu, gpu = make_pair(spec, (12, 12, 1), optimizer)
+    x, y = batch((12, 12, 1), 4, 203, seed=9)
+    cpu_data, gpu_data = cpu.dataset(x, y), gpu.dataset(x, y)
+    for net, data in ((cpu, cpu_data), (gpu, gpu_data)):
+        net.train_steps(data, 32, key, 0, 4)
+        net.train_steps(data, 32, key, 4, 3)
+    losses_cpu, correct_cpu = cpu.step_results(0, 4)
+    losses_gpu, correct_gpu = gpu.step_results(4, 3)  # a later run first: waits for both
+    losses_gpu = np.concatenate([gpu.step_results(0, 4)[0], losses_gpu])
+    losses_cpu = np.concatenate([losses_cpu, cpu.step_results(4, 3)[0]])
+    # Free-running steps drift apart slowly (float32 rounding, amplified by training).
+    np.testing.assert_allclose(losses_gpu, losses_cpu, rtol=1e-3)
+    assert gpu.iterations == cpu.iterations == 7
+    assert_same_state(cpu, gpu, 1e-2, "after 7 steps")
+
+
+def test_evaluate_and_predict_steps_match_the_cpu_engine():
+    cpu, gpu = make_pair(SEED_CNN, (28, 28, 1), adam())
+    x, y = batch((28, 28, 1), 10, 1100, seed=2)
+    for batch_size in (1024, 64, 1100):
+        steps = -(-1100 // batch_size)
+        loss_cpu, correct_cpu = cpu.evaluate_steps(cpu.dataset(x, y), batch_size, 0, steps)
+        loss_gpu, correct_gpu = gpu.evaluate_steps(gpu.dataset(x, y), batch_size, 0, steps)
+        np.testing.assert_allclose(loss_gpu, loss_cpu, rtol=1e-5)
+        np.testing.assert_array_equal(correct_gpu, correct_cpu)
+        out_cpu = cpu.predict_steps(cpu.dataset(x), batch_size, 0, steps)
+        out_gpu = gpu.predict_steps(gpu.dataset(x), batch_size, 0, steps)
+        np.testing.assert_allclose(out_gpu, out_cpu, rtol=1e-4, atol=1e-6)
+    assert gpu.iterations == 0
+
+
+def train_seed_cnn_on_gpu(seed):
+    utils.set_random_seed(seed)
+    x, y = batch((28, 28, 1), 10, 700, seed=3)
+    model = models.Sequential([layers.Input((28, 28, 1)),
+                               layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+                               layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+                               layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+                               layers.Dropout(0.2), layers.Dense(64, activation="relu"),
+                               layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"], device="cuda")
+    history = model.fit(x, y, batch_size=64, epochs=2, verbose=0, validation_split=0.1)
+    return model, history
+
+
+def test_same_seed_gives_bit_identical_weights_on_the_gpu():
+    first, history_first = train_seed_cnn_on_gpu(5)
+    second, history_second = train_seed_cnn_on_gpu(5)
+    assert first.device == "cuda"
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert history_first.history == history_second.history
+    third, _ = train_seed_cnn_on_gpu(6)
+    assert any((a != b).any() for a, b in zip(first.get_weights(), third.get_weights()))
+
+
+def assert_same_model(a, b):
+    for u, v in zip(a.get_weights() + a._net.optimizer_state(),
+                    b.get_weights() + b._net.optimizer_state()):
+        np.testing.assert_array_equal(u, v)
+    assert a.optimizer.iterations == b.optimizer.iterations
+
+
+def test_checkpoints_move_between_devices(tmp_path):
+    model, _ = train_seed_cnn_on_gpu(1)
+    x, y = batch((28, 28, 1), 10, 300, seed=4)
+    model.save(tmp_path / "gpu.fnn")
+    on_cpu = models.load_model(tmp_path / "gpu.fnn", device="cpu")
+    assert on_cpu.device == "cpu"
+    model._pull_weights()
+    assert_same_model(model, on_cpu)
+    np.testing.assert_allclose(on_cpu.predict(x), model.predict(x), rtol=1e-4, atol=1e-6)
+    # And back: trained further on the CPU, saved, loaded on the GPU ('auto').
+    on_cpu.fit(x, y, batch_size=50, epochs=1, verbose=0)
+    on_cpu.save(tmp_path / "cpu.fnn")
+    back = models.load_model(tmp_path / "cpu.fnn")
+    assert back.device == "cuda"
+    back._pull_weights()
+    assert_same_model(on_cpu, back)
+    back.fit(x, y, batch_size=50, epochs=1, verbose=0)
+    assert back.optimizer.iterations == on_cpu.optimizer.iterations + 6
+
+
+def test_weights_written_on_the_host_reach_the_gpu():
+    model, _ = train_seed_cnn_on_gpu(2)
+    x, y = batch((28, 28, 1), 10, 64, seed=5)
+    zeros = [np.zeros_like(w) for w in model.get_weights()]
+    model.set_weights(zeros)
+    probabilities = model.predict(x)
+    np.testing.assert_allclose(probabilities, 0.1, rtol=1e-6)  # all-zero net: uniform
+    model.layers[-1].set_weights([np.eye(64, 10, dtype=np.float32), np.arange(10, dtype=np.float32)])
+    assert (model.predict(x).argmax(1) == 9).all()
+
+
+def test_fit_stops_and_reports_nan_on_the_gpu():
+    model, _ = train_seed_cnn_on_gpu(3)
+    x, y = batch((28, 28, 1), 10, 640, seed=6)
+    x[100] = 1e30  # overflows the first conv: the loss of that sample's batch is not finite
+    with pytest.raises(FloatingPointError, match="at epoch 1, batch 2 of 10"):
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
