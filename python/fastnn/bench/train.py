@@ -15,6 +15,7 @@ says what each contender does.
 
 import argparse
 import functools
+import gc
 import itertools
 import os
 import statistics
@@ -58,7 +59,8 @@ def build_parser(parser=None):
     parser.add_argument("--images", type=_common.positive_int,
                         help="images per contender and round (on cuda: the resident training "
                              "set, one shuffled epoch over it per round), rounded down to "
-                             "whole batches (default: 2560 on cpu, 20480 on cuda)")
+                             "whole batches (default: 2560 on cpu, 20480 on cuda; with "
+                             "--recipe: the first N training images, default all 60,000)")
     parser.add_argument("--numpy-images", type=_common.positive_int, default=640,
                         help="images per round for the slower NumPy step (default: 640)")
     parser.add_argument("--rounds", type=_common.positive_int, default=7,
@@ -130,11 +132,12 @@ def _load_fashion_mnist(offline):
 # CPU contenders: setup(x, y, batch) -> train(n), one epoch over the first n images, shuffled
 # ---------------------------------------------------------------------------
 
-def _fastnn_model(device=None, metrics=None, model=None):
+def _fastnn_model(device="cpu", metrics=None, model=None):
+    """The seed model (or ``model``) compiled for ``device``: never 'auto', so that the CPU
+    benchmark stays on the CPU on a machine with a GPU."""
     model = model or _cli.build_model()
-    device_arg = {} if device is None else {"device": device}  # the CPU path: compile as ever
     model.compile(optimizer=optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=EPSILON),
-                  loss="sparse_categorical_crossentropy", metrics=metrics, **device_arg)
+                  loss="sparse_categorical_crossentropy", metrics=metrics, device=device)
     return model
 
 
@@ -275,10 +278,17 @@ class TorchPeer:
         if self.cuda:
             self.torch.cuda.synchronize(self.device)
 
+    def _upload(self, x, y):
+        """NHWC float32 and int labels -> NCHW (torch's default layout) and int64 on the device.
+        The NHWC bytes go up as they are; the layout changes there. (With one channel the
+        permuted view would pass for channels_last too, and cuDNN would run the whole net in
+        that layout: the explicit copy pins it to NCHW.)"""
+        images = self.torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2)
+        return (images.clone(memory_format=self.torch.contiguous_format),
+                self.torch.from_numpy(y.astype(np.int64)).to(self.device))
+
     def load(self, x, y):
-        # NHWC -> NCHW: with one channel a relabelling of the same bytes, no copy.
-        self.images = self.torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device).contiguous()
-        self.labels = self.torch.from_numpy(y.astype(np.int64)).to(self.device)
+        self.images, self.labels = self._upload(x, y)
         self.sync()
 
     def _step(self, rows):
@@ -334,8 +344,7 @@ class TorchPeer:
 
     def accuracy(self, x, y):
         torch = self.torch
-        images = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device).contiguous()
-        labels = torch.from_numpy(y.astype(np.int64)).to(self.device)
+        images, labels = self._upload(x, y)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         with torch.inference_mode():
             for start in range(0, len(x), EVAL_BATCH):
@@ -392,10 +401,9 @@ class JaxPeer:
         jnp = jax.numpy
         precision = jax.lax.Precision.DEFAULT if tf32 else jax.lax.Precision.HIGHEST
         logits, train_step = jax_seed_cnn(jax, precision)
-        with jax.default_device(device):
-            params = [jax.device_put(w, device) for w in weights]
-            self.state = (params, [jnp.zeros_like(p) for p in params],
-                          [jnp.zeros_like(p) for p in params], jnp.zeros((), jnp.float32))
+        zeros = [[np.zeros_like(w) for w in weights] for _ in "mv"]
+        # All committed to the device: an uncommitted leaf would compile the step twice.
+        self.state = jax.device_put((list(weights), *zeros, np.float32(0)), device)
 
         def gather(images, labels, rows):
             return jnp.take(images, rows, axis=0), jnp.take(labels, rows, axis=0)
@@ -473,10 +481,10 @@ def device_contenders(args, threads):
                 f"fastnn {fastnn.__version__} (cuda)",
                 lambda model, weights: FastnnOnDevice(_fastnn_model("cuda", model=model)))
 
-    torch, why = _common.import_torch(threads)
+    torch, why = _common.import_torch(threads)  # kept for the machine facts even when skipped
     if torch is not None and peer_device == "cuda" and not torch.cuda.is_available():
-        torch, why = None, f"torch {torch.__version__} has no usable CUDA device"
-    if torch is None:
+        why = f"torch {torch.__version__} sees no CUDA device"
+    if why:
         skipped["torch"] = skipped["torch-graph"] = why
     else:
         if peer_device == "cuda":
@@ -529,10 +537,10 @@ def main_args(args):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.images is None:
-        args.images = DEFAULT_IMAGES[args.device]
     if args.recipe:
         return _main_recipe(args, threads, out)
+    if args.images is None:
+        args.images = DEFAULT_IMAGES[args.device]
     if args.device == "cuda":
         return _main_device(args, threads, out)
 
@@ -676,10 +684,12 @@ def _main_device(args, threads, out):
     if not contenders:
         print("error: no contender can run here (see 'skipped' above)", file=sys.stderr)
         return 1
-    sync = torch.cuda.synchronize if torch is not None and not args.peers_on_cpu else None
+    # Every contender returns with its work done; this also waits for anything else queued.
+    sync = torch.cuda.synchronize if "torch" in contenders and not args.peers_on_cpu else None
     failed, results = {}, []
     for batch in args.batch:
         results += _run_device_batch(contenders, x, y, batch, args, out, sync, failed)
+        gc.collect()  # the last batch size's models, data and graphs leave the GPU
     if results:
         _print_results(results, out)
     for name, why in failed.items():
@@ -735,6 +745,7 @@ def _main_recipe(args, threads, out):
     except (datasets.DatasetNotFoundError, ValueError) as error:
         print(f"error: --recipe needs Fashion-MNIST: {error}", file=sys.stderr)
         return 2
+    x, y = x[:args.images], y[:args.images]  # all 60,000 unless --images
     x = x.reshape(-1, 28, 28, 1).astype(np.float32) / 255  # prepared outside the clock,
     x_test = x_test.reshape(-1, 28, 28, 1).astype(np.float32) / 255  # as fit receives it
     y, y_test = y.astype(np.int32), y_test.astype(np.int32)
