@@ -498,9 +498,8 @@ void CudaNet::step_results(int64_t first, int64_t count, float* step_loss, int32
     step_loss[s] = static_cast<float>(m.train_slots.host_loss.data()[first + s]);
     step_correct[s] = m.train_slots.host_correct.data()[first + s];
   }
-  // This run and every earlier one are done.
-  for (auto r = m.runs.begin(); r != std::next(run); ++r) cudaEventDestroy(r->done);
-  m.runs.erase(m.runs.begin(), std::next(run));
+  cudaEventDestroy(run->done);
+  m.runs.erase(run);
 }
 
 void CudaNet::evaluate_steps(const std::shared_ptr<CudaDataset>& data, int64_t batch,
