@@ -168,3 +168,31 @@ def test_fit_reports_the_same_non_finite_batch_as_the_cpu():
             model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
         messages.append(str(error.value))
     assert messages[0] == messages[1]
+
+
+def test_cpu_and_gpu_training_agree_on_fashion_mnist():
+    """One epoch of the seed recipe on 12,000 real images, from the same start and in the
+    same shuffled order on both engines: loss curves and test accuracy must agree."""
+    from fastnn import datasets
+    try:
+        (x, y), (x_test, y_test) = datasets.fashion_mnist.load_data()
+    except datasets.DatasetNotFoundError as error:
+        pytest.skip(f"Fashion-MNIST not found: {error}")
+    x = x[:12000].reshape((-1, 28, 28, 1)).astype("float32") / 255
+    x_test = x_test.reshape((-1, 28, 28, 1)).astype("float32") / 255
+    results = {}
+    for device in ("cpu", "cuda"):
+        utils.set_random_seed(0)
+        model = models.Sequential([
+            layers.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(), layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+            layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"], device=device)
+        history = model.fit(x, y[:12000], batch_size=64, epochs=2, verbose=0)
+        results[device] = (history.history["loss"],
+                           model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1])
+    (loss_cpu, accuracy_cpu), (loss_gpu, accuracy_gpu) = results["cpu"], results["cuda"]
+    np.testing.assert_allclose(loss_gpu, loss_cpu, rtol=0.02)
+    assert abs(accuracy_gpu - accuracy_cpu) < 0.01, (accuracy_cpu, accuracy_gpu)
+    assert accuracy_gpu > 0.8
