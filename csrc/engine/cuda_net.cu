@@ -270,13 +270,8 @@ const float* CudaNet::Impl::forward(int64_t rows, bool training) {
         y = const_cast<float*>(in);  // NHWC flattened in C order is the same memory
         break;
       case LayerSpec::Kind::Dense: {
-        Gemm mm;  // y (rows × units) = in (rows × features) · W (features × units) + b
-        mm.m = rows, mm.n = spec.units, mm.k = layer.in_size;
-        mm.a = in, mm.lda = layer.in_size;
-        mm.b = params.data() + layer.kernel, mm.ldb = spec.units;
-        mm.c = y, mm.ldc = spec.units;
-        mm.bias = bias, mm.relu = relu;
-        cuda::gemm(mm, stream);
+        cuda::gemm(dense_forward_gemm(layer, rows, in, params.data() + layer.kernel, bias, y),
+                   stream);
         break;
       }
       case LayerSpec::Kind::Dropout: {
@@ -332,20 +327,10 @@ void CudaNet::Impl::backward(int64_t rows) {
       case LayerSpec::Kind::Flatten:
         break;
       case LayerSpec::Kind::Dense: {
-        Gemm filter;  // dW (features × units) = inᵀ (features × rows) · d (rows × units)
-        filter.m = layer.in_size, filter.n = spec.units, filter.k = rows;
-        filter.a = in, filter.lda = layer.in_size, filter.trans_a = true;
-        filter.b = d, filter.ldb = spec.units;
-        filter.c = grads.data() + layer.kernel, filter.ldc = spec.units;
-        cuda::gemm(filter, stream);
+        cuda::gemm(dense_filter_gemm(layer, rows, in, d, grads.data() + layer.kernel), stream);
         if (layer.bias >= 0) cuda::sum_rows(rows, spec.units, d, db, stream);
         if (need_dx) {
-          Gemm data;  // dx (rows × features) = d (rows × units) · Wᵀ (units × features)
-          data.m = rows, data.n = layer.in_size, data.k = spec.units;
-          data.a = d, data.lda = spec.units;
-          data.b = params.data() + layer.kernel, data.ldb = spec.units, data.trans_b = true;
-          data.c = other, data.ldc = layer.in_size;
-          cuda::gemm(data, stream);
+          cuda::gemm(dense_data_gemm(layer, rows, d, params.data() + layer.kernel, other), stream);
         }
         d = other;
         break;

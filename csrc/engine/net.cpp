@@ -212,13 +212,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
         layer.out = in;  // NHWC flattened in C order is the same memory
         continue;
       case LayerSpec::Kind::Dense: {
-        Gemm mm;  // out (n × units) = in (n × features) · W (features × units) + b
-        mm.m = n, mm.n = spec.units, mm.k = layer.in_size;
-        mm.a = in, mm.lda = layer.in_size;
-        mm.b = params_.data() + layer.kernel, mm.ldb = spec.units;
-        mm.c = out, mm.ldc = spec.units;
-        mm.bias = bias, mm.relu = relu;
-        k.gemm(mm, ex);
+        k.gemm(dense_forward_gemm(layer, n, in, params_.data() + layer.kernel, bias, out), ex);
         break;
       }
       case LayerSpec::Kind::Dropout: {
@@ -284,21 +278,9 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
       case LayerSpec::Kind::Flatten:
         break;
       case LayerSpec::Kind::Dense: {
-        Gemm filter;  // dW (features × units) = inᵀ (features × n) · d (n × units)
-        filter.m = layer.in_size, filter.n = spec.units, filter.k = n;
-        filter.a = in, filter.lda = layer.in_size, filter.trans_a = true;
-        filter.b = d, filter.ldb = spec.units;
-        filter.c = grads_.data() + layer.kernel, filter.ldc = spec.units;
-        k.gemm(filter, ex);
+        k.gemm(dense_filter_gemm(layer, n, in, d, grads_.data() + layer.kernel), ex);
         if (layer.bias >= 0) k.sum_rows(n, spec.units, d, db, ex);
-        if (need_dx) {
-          Gemm data;  // dx (n × features) = d (n × units) · Wᵀ (units × features)
-          data.m = n, data.n = layer.in_size, data.k = spec.units;
-          data.a = d, data.lda = spec.units;
-          data.b = params_.data() + layer.kernel, data.ldb = spec.units, data.trans_b = true;
-          data.c = other, data.ldc = layer.in_size;
-          k.gemm(data, ex);
-        }
+        if (need_dx) k.gemm(dense_data_gemm(layer, n, d, params_.data() + layer.kernel, other), ex);
         d = other;
         break;
       }

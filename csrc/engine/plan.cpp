@@ -176,6 +176,37 @@ Pool2dGeometry pool_geometry(const PlannedLayer& layer, int64_t n) {
   return g;
 }
 
+Gemm dense_forward_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* w,
+                        const float* bias, float* y) {
+  Gemm g;
+  g.m = n, g.n = dense.spec.units, g.k = dense.in_size;
+  g.a = x, g.lda = dense.in_size;
+  g.b = w, g.ldb = dense.spec.units;
+  g.c = y, g.ldc = dense.spec.units;
+  g.bias = bias, g.relu = dense.spec.activation == Activation::Relu;
+  return g;
+}
+
+Gemm dense_filter_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* dy,
+                       float* dw) {
+  Gemm g;
+  g.m = dense.in_size, g.n = dense.spec.units, g.k = n;
+  g.a = x, g.lda = dense.in_size, g.trans_a = true;
+  g.b = dy, g.ldb = dense.spec.units;
+  g.c = dw, g.ldc = dense.spec.units;
+  return g;
+}
+
+Gemm dense_data_gemm(const PlannedLayer& dense, int64_t n, const float* dy, const float* w,
+                     float* dx) {
+  Gemm g;
+  g.m = n, g.n = dense.in_size, g.k = dense.spec.units;
+  g.a = dy, g.lda = dense.spec.units;
+  g.b = w, g.ldb = dense.spec.units, g.trans_b = true;
+  g.c = dx, g.ldc = dense.in_size;
+  return g;
+}
+
 AdamStep adam_step(const OptimizerSpec& optimizer, double learning_rate, int64_t iterations) {
   const double t = static_cast<double>(iterations + 1);
   const double alpha = learning_rate * std::sqrt(1.0 - std::pow(optimizer.beta_2, t)) /

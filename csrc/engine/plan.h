@@ -75,6 +75,16 @@ const char* kind_name(LayerSpec::Kind kind);
 Conv2dGeometry conv_geometry(const PlannedLayer& conv, int64_t n);
 Pool2dGeometry pool_geometry(const PlannedLayer& pool, int64_t n);
 
+// A Dense layer's three GEMMs over n rows (w: its kernel, features × units):
+//   forward  y (n × units) = x (n × features) · w + bias, ReLU when the layer has it;
+//   filter   dw (features × units) = xᵀ · dy;   data  dx (n × features) = dy · wᵀ.
+Gemm dense_forward_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* w,
+                        const float* bias, float* y);
+Gemm dense_filter_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* dy,
+                       float* dw);
+Gemm dense_data_gemm(const PlannedLayer& dense, int64_t n, const float* dy, const float* w,
+                     float* dx);
+
 // Keras Adam's step number t = iterations + 1, formed in double (see AdamStep).
 AdamStep adam_step(const OptimizerSpec& optimizer, double learning_rate, int64_t iterations);
 
