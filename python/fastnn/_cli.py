@@ -75,9 +75,10 @@ def build_model():
 
 def _check_device(device):
     try:
-        return _training.resolve_device(device, "--device")
-    except RuntimeError as e:
-        raise CliError(str(e).replace("device='cuda'", "--device cuda")) from None
+        return _training.resolve_device(device, "train")
+    except RuntimeError as e:  # "train: device='cuda', but ..." in the CLI's words
+        raise CliError(str(e).replace("device='cuda'", "--device cuda")
+                       .replace("device='cpu' or 'auto'", "--device cpu or auto")) from None
 
 
 def _pyplot():
