@@ -29,6 +29,33 @@ __device__ T warp_sum(T value) {
   return value;
 }
 
+// The first maximum of row z, on every lane of the warp: each lane scans its columns in
+// ascending order (strict >), then the lanes' candidates combine by (larger value, then
+// smaller index), a total order for finite logits, so every lane agrees on the CPU's
+// `top`. A lane with no column keeps (-inf, classes), which loses to any column.
+__device__ void row_first_max(const float* z, int64_t classes, int lane, float* max_out,
+                              int64_t* top_out) {
+  float max = -INFINITY;
+  int64_t top = classes;
+  for (int64_t j = lane; j < classes; j += kWarp) {
+    const float v = z[j];
+    if (j == lane || v > max) {
+      max = v;
+      top = j;
+    }
+  }
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    const float other_max = __shfl_xor_sync(kFullMask, max, offset);
+    const int64_t other_top = __shfl_xor_sync(kFullMask, top, offset);
+    if (other_max > max || (other_max == max && other_top < top)) {
+      max = other_max;
+      top = other_top;
+    }
+  }
+  *max_out = max;
+  *top_out = top;
+}
+
 // Row losses go to row_loss[row]. Rows are warp-uniform, so every lane of a warp reaches
 // each full-mask shuffle. logits and dlogits must not overlap (as on the CPU).
 __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n,
@@ -41,27 +68,9 @@ __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n
     const float* z = logits + row * classes;
     float* dz = dlogits + row * classes;
 
-    // The first maximum: each lane scans its columns in ascending order (strict >), then
-    // the lanes' candidates combine by (larger value, then smaller index), a total order
-    // for finite logits, so every lane agrees on the CPU's `top`. A lane with no column
-    // keeps (-inf, classes), which loses to any column.
-    float max = -INFINITY;
-    int64_t top = classes;
-    for (int64_t j = lane; j < classes; j += kWarp) {
-      const float v = z[j];
-      if (j == lane || v > max) {
-        max = v;
-        top = j;
-      }
-    }
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-      const float other_max = __shfl_xor_sync(kFullMask, max, offset);
-      const int64_t other_top = __shfl_xor_sync(kFullMask, top, offset);
-      if (other_max > max || (other_max == max && other_top < top)) {
-        max = other_max;
-        top = other_top;
-      }
-    }
+    float max;
+    int64_t top;
+    row_first_max(z, classes, lane, &max, &top);
 
     // others = Σ_{j≠top} e_j (the sum is 1 + others, so the loss can use log1p) and
     // rest = Σ_{j≠label} e_j (softmax − 1 at the label, summed directly: as p − 1 it
@@ -118,22 +127,9 @@ __global__ void predict_outputs_kernel(int64_t rows, int64_t classes, const floa
       for (int64_t j = lane; j < classes; j += kWarp) p[j] = z[j];
       continue;
     }
-    float max = -INFINITY;
-    int64_t top = classes;
-    for (int64_t j = lane; j < classes; j += kWarp) {
-      if (j == lane || z[j] > max) {
-        max = z[j];
-        top = j;
-      }
-    }
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-      const float other_max = __shfl_xor_sync(kFullMask, max, offset);
-      const int64_t other_top = __shfl_xor_sync(kFullMask, top, offset);
-      if (other_max > max || (other_max == max && other_top < top)) {
-        max = other_max;
-        top = other_top;
-      }
-    }
+    float max;
+    int64_t top;
+    row_first_max(z, classes, lane, &max, &top);
     float others = 0.0f;
     for (int64_t j = lane; j < classes; j += kWarp) {
       if (j != top) others += expf(z[j] - max);

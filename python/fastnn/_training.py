@@ -48,6 +48,12 @@ def chunks(net, steps):
     return [(first, min(size, steps - first)) for first in range(0, steps, size)]
 
 
+def inference_chunks(net, steps):
+    """Runs for evaluate/predict: one batch at a time on the CPU (callbacks and the progress
+    bar see each), all batches in one call on the GPU (nothing to overlap with)."""
+    return chunks(net, steps) if net.device == "cpu" else [(0, steps)]
+
+
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------

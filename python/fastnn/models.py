@@ -470,7 +470,7 @@ class Sequential:
         n, steps = len(data), _training.batch_count(len(data), batch_size)
         loss_sum, correct = 0.0, 0
         hooks.call("on_test_begin", {})
-        for first, count in _training.chunks(net, steps) if net.device == "cpu" else [(0, steps)]:
+        for first, count in _training.inference_chunks(net, steps):
             for step in range(first, first + count):
                 hooks.call("on_test_batch_begin", step, {})
             losses, corrects = net.evaluate_steps(data, batch_size, first, count)
@@ -523,7 +523,7 @@ class Sequential:
         progbar = _training.Progbar(steps, verbose) if verbose else None
         out = np.empty((len(x), self._classes), np.float32)
         hooks.call("on_predict_begin", {})
-        for first, count in _training.chunks(net, steps) if net.device == "cpu" else [(0, steps)]:
+        for first, count in _training.inference_chunks(net, steps):
             for step in range(first, first + count):
                 hooks.call("on_predict_batch_begin", step, {})
             start = first * batch_size
