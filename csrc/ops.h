@@ -1,16 +1,19 @@
-// ops.h — the op interface every backend implements: raw pointers plus shapes, no
-// allocation. Callers size the scratch memory with the *_workspace functions below and
-// pass it in through Exec, so a compiled network can allocate everything once.
+// ops.h — the one backend interface: the geometry of each op, its per-step numbers, and
+// the table of kernels (FASTNN_KERNELS) that every backend fills. Callers size scratch
+// memory with the table's *_workspace functions and pass it in through Exec.
 #pragma once
 
 #include <cstdint>
 
 namespace fastnn {
 
-// How a kernel may run: the number of threads it may use and its scratch memory.
+// How a kernel may run. On the CPU: the threads it may use; on the GPU: the stream it
+// launches on (a cudaStream_t, kept opaque so this header needs no CUDA). Either way its
+// scratch memory, in the backend's memory, sized by the table's *_workspace functions.
 struct Exec {
   int threads = 1;
   float* workspace = nullptr;
+  void* stream = nullptr;
 };
 
 // C[m×n] = op(A)[m×k] · op(B)[k×n], row-major with leading dimensions. op(A) = Aᵀ when
@@ -30,16 +33,6 @@ struct Gemm {
   const float* bias = nullptr;
   bool relu = false;
 };
-
-// Blocking shared by every ISA (Goto's scheme). A kc×nc panel of B is packed once and
-// reused by every mc-row block of A: kc·nc·4 B = 768 KiB sits in the 2 MiB L2, and an
-// mc×kc block of A (144 KiB), packed or not, streams through it. kc = 384 covers the seed CNN's conv
-// patches (9, 288; 576 in two halves) without a short leftover block. mc and nc are
-// multiples of every ISA's MR and NR.
-constexpr int64_t kGemmKC = 384;
-constexpr int64_t kGemmMC = 96;
-constexpr int64_t kGemmNC = 512;
-constexpr int64_t kGemmPackFloats = kGemmKC * (kGemmNC + kGemmMC);
 
 // NHWC input (n, h, w, cin), HWIO filter (kh, kw, cin, cout), NHWC output (n, oh, ow,
 // cout). pad_top/pad_left are the zero rows/columns before the input ('same' padding);
@@ -137,84 +130,60 @@ static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i
   return value;
 }
 
-// One table per CPU ISA path; dispatch.cpp picks one at run time.
-struct CpuKernels {
-  const char* isa;
-  void (*gemm)(const Gemm& g, const Exec& ex);
-  void (*sum_rows)(int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex);
-  void (*conv2d_forward)(const Conv2dGeometry& g, const float* x, const float* w,
-                         const float* bias, bool relu, float* y, const Exec& ex);
-  void (*conv2d_backward_data)(const Conv2dGeometry& g, const float* w, const float* dy,
-                               float* dx, const Exec& ex);
-  // dw, db = the filter and bias gradients, or += them when accumulate.
-  void (*conv2d_backward_filter)(const Conv2dGeometry& g, const float* x, const float* dy,
-                                 float* dw, float* db, bool accumulate, const Exec& ex);
-  void (*maxpool2d_forward)(const Pool2dGeometry& g, const float* x, float* y,
-                            int32_t* argmax, const Exec& ex);
-  // relu_y, when not null, is the pool's output y and its input came out of a ReLU: the
-  // gradient then flows only where y > 0, which is that ReLU's backward fused in (at the
-  // argmax the ReLU's output is y itself).
-  void (*maxpool2d_backward)(const Pool2dGeometry& g, const float* dy,
-                             const int32_t* argmax, const float* relu_y, float* dx,
-                             const Exec& ex);
-  void (*relu_forward)(int64_t count, const float* x, float* y, const Exec& ex);
-  void (*relu_backward)(int64_t count, const float* x, const float* dy, float* dx,
-                        const Exec& ex);
-  // Writes x · mask into y and the mask (0 or 1/(1 − rate)) into mask.
-  void (*dropout_forward)(int64_t count, const float* x, float* y, float* mask,
-                          const DropoutStep& step, const Exec& ex);
-  void (*softmax)(int64_t n, int64_t classes, const float* logits, float* probs,
-                  const Exec& ex);
-  double (*softmax_cross_entropy)(int64_t n, int64_t classes, const float* logits,
-                                  const int32_t* labels, float* dlogits, const Exec& ex);
-  void (*adam_update)(int64_t count, float* param, const float* grad, float* m, float* v,
-                      const AdamStep& step, const Exec& ex);
-  void (*sgd_update)(int64_t count, float* param, const float* grad, float* velocity,
-                     const SgdStep& step, const Exec& ex);
+// ---- THE backend interface ------------------------------------------------------------
+// Every kernel, one line each: its name and parameters. Pointers are in the backend's
+// memory (host for the CPU, device for CUDA), kernels never allocate, outputs go through
+// pointers. Each CPU ISA path (cpu/kernel_table.cpp) and the CUDA backend
+// (cuda/kernel_table.cu) fill one Kernels table from this list, so adding an op is one
+// line here plus its implementations.
+#define FASTNN_KERNELS(X)                                                                   \
+  X(gemm, (const Gemm& g, const Exec& ex))                                                 \
+  /* out[j] = Σ_i x[i, j] over a rows × cols matrix */                                      \
+  X(sum_rows, (int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex))    \
+  X(conv2d_forward, (const Conv2dGeometry& g, const float* x, const float* w,              \
+                     const float* bias, bool relu, float* y, const Exec& ex))              \
+  X(conv2d_backward_data, (const Conv2dGeometry& g, const float* w, const float* dy,       \
+                           float* dx, const Exec& ex))                                     \
+  /* dw, db = the filter and bias gradients, or += them when accumulate */                 \
+  X(conv2d_backward_filter, (const Conv2dGeometry& g, const float* x, const float* dy,     \
+                             float* dw, float* db, bool accumulate, const Exec& ex))       \
+  /* argmax: the window index of each output's first maximum */                            \
+  X(maxpool2d_forward, (const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax, \
+                        const Exec& ex))                                                   \
+  /* relu_y, when not null, is the pool's output y and its input came out of a ReLU: the   \
+     gradient then flows only where y > 0, that ReLU's backward fused in */                \
+  X(maxpool2d_backward, (const Pool2dGeometry& g, const float* dy, const int32_t* argmax,  \
+                         const float* relu_y, float* dx, const Exec& ex))                  \
+  X(relu_forward, (int64_t count, const float* x, float* y, const Exec& ex))               \
+  X(relu_backward, (int64_t count, const float* x, const float* dy, float* dx,             \
+                    const Exec& ex))                                                       \
+  /* y = x · mask, mask = 0 or 1/(1 − rate) per element (DropoutStep) */                   \
+  X(dropout_forward, (int64_t count, const float* x, float* y, float* mask,                \
+                      const DropoutStep& step, const Exec& ex))                            \
+  X(softmax, (int64_t n, int64_t classes, const float* logits, float* probs,               \
+              const Exec& ex))                                                             \
+  /* *loss (one double in the backend's memory) = the mean over the rows; dlogits its      \
+     gradient; workspace: softmax_cross_entropy_workspace(n) floats */                     \
+  X(softmax_cross_entropy, (int64_t n, int64_t classes, const float* logits,               \
+                            const int32_t* labels, float* dlogits, double* loss,           \
+                            const Exec& ex))                                               \
+  X(adam_update, (int64_t count, float* param, const float* grad, float* m, float* v,      \
+                  const AdamStep& step, const Exec& ex))                                   \
+  /* velocity is null when momentum is 0 */                                                \
+  X(sgd_update, (int64_t count, float* param, const float* grad, float* velocity,          \
+                 const SgdStep& step, const Exec& ex))
+
+struct Kernels {
+  const char* name;  // the CPU ISA path ("portable", "avx2", "avx512") or "cuda"
+  // Scratch floats (Exec::workspace) for `threads` workers (the CPU's; CUDA ignores it):
+  // a GEMM's, and a convolution's, enough for any of its three kernels on any batch of
+  // up to g.n images (so one size serves a short last batch too).
+  int64_t (*gemm_workspace)(int threads);
+  int64_t (*conv2d_workspace)(const Conv2dGeometry& g, int threads);
+#define FASTNN_KERNEL_FIELD(name, params) void(*name) params;
+  FASTNN_KERNELS(FASTNN_KERNEL_FIELD)
+#undef FASTNN_KERNEL_FIELD
 };
-
-// ---- scratch sizes (floats), for `threads` workers --------------------------------
-// Each worker's share starts on a 64-byte boundary.
-
-static inline int64_t round_to_line(int64_t floats) { return (floats + 15) / 16 * 16; }
-
-static inline int64_t gemm_workspace(int threads) { return threads * kGemmPackFloats; }
-
-// Images per GEMM: enough to give the GEMM at least one full mc block of rows, so a
-// small feature map (the seed CNN's third conv has 9 output pixels) does not repack the
-// weights for a handful of rows.
-static inline int64_t conv2d_images_per_gemm(const Conv2dGeometry& g) {
-  const int64_t images = (kGemmMC + g.out_pixels() - 1) / g.out_pixels();
-  return images < g.n ? images : g.n;
-}
-
-// Per worker: the im2col matrix of one group of images and GEMM packing.
-static inline int64_t conv2d_worker_floats(const Conv2dGeometry& g) {
-  return round_to_line(conv2d_images_per_gemm(g) * g.out_pixels() * g.patch()) + kGemmPackFloats;
-}
-
-// Convolutions split the batch, so at most n workers take part.
-static inline int64_t conv2d_workers(const Conv2dGeometry& g, int threads) {
-  return threads < g.n ? threads : g.n;
-}
-
-static inline int64_t conv2d_forward_workspace(const Conv2dGeometry& g, int threads) {
-  return conv2d_workers(g, threads) * conv2d_worker_floats(g);
-}
-
-static inline int64_t conv2d_backward_data_workspace(const Conv2dGeometry& g, int threads) {
-  return conv2d_workers(g, threads) * conv2d_worker_floats(g);
-}
-
-// Each worker also keeps a partial dW and db over its slice of the batch; the partials
-// are summed in worker order, so the result never depends on timing.
-static inline int64_t conv2d_filter_partial_floats(const Conv2dGeometry& g) {
-  return round_to_line(g.patch() * g.cout + g.cout);
-}
-
-static inline int64_t conv2d_backward_filter_workspace(const Conv2dGeometry& g, int threads) {
-  return conv2d_workers(g, threads) * (conv2d_worker_floats(g) + conv2d_filter_partial_floats(g));
-}
 
 static inline int64_t softmax_cross_entropy_workspace(int64_t n) { return n; }
 

@@ -11,12 +11,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastnn import _cli, callbacks, layers, losses, metrics, models, optimizers, utils
+from fastnn import callbacks, layers, losses, metrics, models, optimizers, utils
+from fastnn._seed_cnn import seed_cnn
 
 SEED_CNN_PARAMS = [320, 0, 18496, 0, 36928, 0, 36928, 650]
-
-
-seed_cnn = _cli.build_model  # the Keras example's CNN, as the train command builds it
 
 
 def small_layers(dropout=False, activation="softmax"):

@@ -9,6 +9,7 @@ import pytest
 
 import fastnn
 from fastnn import _C, layers, models, utils
+from fastnn._seed_cnn import seed_cnn
 from test_engine import (AWKWARD, FLATTEN, SEED_CNN, adam, batch, conv, dense, dropout,
                          init_weights, pool, rel_error, sgd, snapshot)
 
@@ -183,11 +184,7 @@ def test_cpu_and_gpu_training_agree_on_fashion_mnist():
     results = {}
     for device in ("cpu", "cuda"):
         utils.set_random_seed(0)
-        model = models.Sequential([
-            layers.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(), layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
-            layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+        model = seed_cnn()
         model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"], device=device)
         history = model.fit(x, y[:12000], batch_size=64, epochs=2, verbose=0)
         results[device] = (history.history["loss"],
@@ -196,3 +193,96 @@ def test_cpu_and_gpu_training_agree_on_fashion_mnist():
     np.testing.assert_allclose(loss_gpu, loss_cpu, rtol=0.02)
     assert abs(accuracy_gpu - accuracy_cpu) < 0.01, (accuracy_cpu, accuracy_gpu)
     assert accuracy_gpu > 0.8
+
+
+# ---- defects found by review (issue 11), each shown under the emulator ---------------------
+
+EMULATED = fastnn.build_info().get("cuda_device_names") == ["fastnn CUDA emulator"]
+emulator_only = pytest.mark.skipif(not EMULATED, reason="needs the CUDA emulator's fault switches")
+
+
+@pytest.mark.parametrize("layers_, samples, batch_size",
+                         [([conv(32), FLATTEN, dense(10, "softmax")], 88, 64), (SEED_CNN, 456, 256)],
+                         ids=["conv-88-in-64s", "seed-cnn-200-row-last-step"])
+def test_a_short_last_step_stays_inside_the_workspace(layers_, samples, batch_size):
+    # The filter gradient's chunking is not monotone in the rows: a short last step can need
+    # more chunks than a full one (24 rows: 64 chunks against 63 for 64 rows; the seed CNN's
+    # second conv, 200 rows against 256, likewise). Sized for the full batch only, the
+    # workspace overflowed (ASan: heap-buffer-overflow in conv2d_filter_partial_kernel); now
+    # its bound holds for every batch up to the full one, and the steps match the CPU's.
+    cpu, gpu = make_pair(layers_, (28, 28, 1), adam())
+    x, y = batch((28, 28, 1), 10, samples, seed=5)
+    steps = -(-samples // batch_size)
+    for net in (cpu, gpu):
+        net.train_steps(net.dataset(x, y), batch_size, None, 0, steps)
+    np.testing.assert_allclose(gpu.step_results(0, steps)[0], cpu.step_results(0, steps)[0],
+                               rtol=1e-3)
+    assert_same_state(cpu, gpu, 1e-2, f"after {steps} steps")
+
+
+def run_emulated(code, **env):
+    """Runs `code` in a fresh Python on this fastnn build with the emulator switches `env`."""
+    import os
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@emulator_only
+def test_a_failed_step_leaves_host_and_device_counting_the_same_steps():
+    # The 3rd graph launch fails: steps 0 and 1 ran on the device, so the host must count
+    # two iterations (it used to count none until the whole run was enqueued), and the
+    # weights must be those of two steps.
+    out = run_emulated("""
+import numpy as np
+from fastnn import _C
+from test_engine import FLATTEN, adam, batch, conv, dense, init_weights, snapshot, rel_error
+spec = [conv(4), FLATTEN, dense(3, "softmax")]
+cpu, gpu = _C.Net(spec, (6, 6, 1), adam()), _C.CudaNet(spec, (6, 6, 1), adam())
+init_weights([cpu, gpu], 0)
+gpu.push()
+x, y = batch((6, 6, 1), 3, 40, seed=1)
+try:
+    gpu.train_steps(gpu.dataset(x, y), 8, None, 0, 5)
+except RuntimeError as e:
+    assert "cudaGraphLaunch" in str(e), e
+else:
+    raise AssertionError("the injected launch failure was not reported")
+cpu.train_steps(cpu.dataset(x, y), 8, None, 0, 2)
+gpu.pull()
+errors = [rel_error(b, a) for a, b in zip(snapshot(cpu), snapshot(gpu))]
+print(gpu.iterations, max(errors))
+""", FASTNN_EMU_FAIL_GRAPH_LAUNCH="3", PYTHONPATH=_pythonpath())
+    iterations, error = out.split()
+    assert int(iterations) == 2
+    assert float(error) < 1e-3
+
+
+@emulator_only
+def test_a_driver_too_old_is_named_not_read_as_no_gpu():
+    out = run_emulated("""
+import fastnn
+from fastnn import layers, models
+info = fastnn.build_info()
+print(info["cuda_devices"], "|", info["cuda_error"])
+model = models.Sequential([layers.Input((4,)), layers.Dense(2)])
+try:
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device="cuda")
+except RuntimeError as e:
+    print("|", e)
+""", FASTNN_EMU_DEVICES="old-driver", PYTHONPATH=_pythonpath())
+    devices, error, refusal = out.split("|")
+    assert devices.strip() == "0"
+    assert "cudaErrorInsufficientDriver" in error and "too old" in error
+    assert "cudaErrorInsufficientDriver" in refusal and "device='cuda'" in refusal
+
+
+def _pythonpath():
+    """This process's import path, so the child loads the same (emulated) fastnn and the
+    tests' helpers."""
+    import os
+    import sys
+    return os.pathsep.join([os.path.dirname(__file__), *sys.path])

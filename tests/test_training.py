@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastnn import layers, models, utils
+from fastnn import models, utils
+from fastnn._seed_cnn import seed_cnn
 from fastnn.datasets import fashion_mnist
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -38,15 +39,7 @@ def test_seed_cnn_reaches_85_percent(fashion):
     test_labels = utils.to_categorical(test_labels)
 
     utils.set_random_seed(0)
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
+    model = seed_cnn()
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(train_images, train_labels, epochs=2, batch_size=64, verbose=0)
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)

@@ -13,17 +13,17 @@
 #endif
 
 namespace fastnn {
-namespace cpu::portable { extern const CpuKernels kernels; }
+namespace cpu::portable { extern const Kernels kernels; }
 #ifdef FASTNN_X86
-namespace cpu::avx2 { extern const CpuKernels kernels; }
-namespace cpu::avx512 { extern const CpuKernels kernels; }
+namespace cpu::avx2 { extern const Kernels kernels; }
+namespace cpu::avx512 { extern const Kernels kernels; }
 #endif
 
 namespace {
 
 struct Path {
   const char* name;
-  const CpuKernels* kernels;
+  const Kernels* kernels;
   bool supported;
 };
 
@@ -66,7 +66,7 @@ const std::vector<Path>& paths() {
   return all;
 }
 
-std::atomic<const CpuKernels*> current{&cpu::portable::kernels};
+std::atomic<const Kernels*> current{&cpu::portable::kernels};
 
 }  // namespace
 
@@ -78,7 +78,7 @@ std::vector<std::string> cpu_isa_available() {
   return names;
 }
 
-const CpuKernels& cpu_kernels() { return *current.load(); }
+const Kernels& cpu_kernels() { return *current.load(); }
 
 void set_cpu_isa(const std::string& name) {
   std::string known, available;

@@ -10,7 +10,7 @@
 namespace fastnn {
 
 std::vector<std::string> cpu_isa_available();  // best last, e.g. portable, avx2, avx512
-const CpuKernels& cpu_kernels();                // the table in use
+const Kernels& cpu_kernels();                // the table in use
 void set_cpu_isa(const std::string& name);      // raises Error if unknown or unsupported
 void init_cpu_isa_from_env();                   // honours $FASTNN_ISA, else the best path
 

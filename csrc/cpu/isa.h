@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/workspace.h"
 #include "ops.h"
 
 #ifndef FASTNN_ISA
@@ -174,33 +175,13 @@ static inline bool rows_are_strips(int64_t n) { return n % NR == 0 || n == 2 * k
 // columns past the edge are zero.
 void pack_b(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 
-// The kernels of this path (one file per op family); kernel_table.cpp lists them.
-void gemm(const Gemm& g, const Exec& ex);
+// The kernels of this path, one file per op family (ops.h's FASTNN_KERNELS), and the
+// single-threaded GEMM the convolutions call on each worker's share.
+#define FASTNN_DECLARE_KERNEL(name, params) void name params;
+FASTNN_KERNELS(FASTNN_DECLARE_KERNEL)
+#undef FASTNN_DECLARE_KERNEL
 void gemm_serial(const Gemm& g, float* pack);  // one thread, kGemmPackFloats of scratch
-void sum_rows(int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex);
-void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                    const float* bias, bool relu, float* y, const Exec& ex);
-void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy,
-                          float* dx, const Exec& ex);
-void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
-                            float* dw, float* db, bool accumulate, const Exec& ex);
-void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax,
-                       const Exec& ex);
-void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t* argmax,
-                        const float* relu_y, float* dx, const Exec& ex);
-void relu_forward(int64_t count, const float* x, float* y, const Exec& ex);
-void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
-                   const Exec& ex);
-void dropout_forward(int64_t count, const float* x, float* y, float* mask,
-                     const DropoutStep& step, const Exec& ex);
-void softmax(int64_t n, int64_t classes, const float* logits, float* probs, const Exec& ex);
-double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                             const int32_t* labels, float* dlogits, const Exec& ex);
-void adam_update(int64_t count, float* param, const float* grad, float* m, float* v,
-                 const AdamStep& step, const Exec& ex);
-void sgd_update(int64_t count, float* param, const float* grad, float* velocity,
-                const SgdStep& step, const Exec& ex);
 
-extern const CpuKernels kernels;
+extern const Kernels kernels;
 
 }  // namespace fastnn::cpu::FASTNN_ISA

@@ -1,4 +1,4 @@
-// kernel_table.cpp — this ISA path's kernels as one table for dispatch.cpp.
+// kernel_table.cpp — this ISA path's kernels as one table (ops.h) for dispatch.cpp.
 #include "cpu/isa.h"
 
 #define FASTNN_STR2(x) #x
@@ -6,22 +6,13 @@
 
 namespace fastnn::cpu::FASTNN_ISA {
 
-const CpuKernels kernels = {
+const Kernels kernels = {
     FASTNN_STR(FASTNN_ISA),
-    gemm,
-    sum_rows,
-    conv2d_forward,
-    conv2d_backward_data,
-    conv2d_backward_filter,
-    maxpool2d_forward,
-    maxpool2d_backward,
-    relu_forward,
-    relu_backward,
-    dropout_forward,
-    softmax,
-    softmax_cross_entropy,
-    adam_update,
-    sgd_update,
+    cpu::gemm_workspace,
+    cpu::conv2d_workspace,
+#define FASTNN_TABLE_ENTRY(name, params) name,
+    FASTNN_KERNELS(FASTNN_TABLE_ENTRY)
+#undef FASTNN_TABLE_ENTRY
 };
 
 }  // namespace fastnn::cpu::FASTNN_ISA

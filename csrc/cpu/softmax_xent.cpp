@@ -43,8 +43,8 @@ void softmax(int64_t n, int64_t classes, const float* logits, float* probs, cons
   });
 }
 
-double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                             const int32_t* labels, float* dlogits, const Exec& ex) {
+void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
+                           const int32_t* labels, float* dlogits, double* loss, const Exec& ex) {
   float* row_loss = ex.workspace;
   const float inv_n = 1.0f / static_cast<float>(n);
   parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
@@ -65,7 +65,7 @@ double softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
   });
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) total += row_loss[i];
-  return total / static_cast<double>(n);
+  *loss = total / static_cast<double>(n);
 }
 
 }  // namespace fastnn::cpu::FASTNN_ISA

@@ -35,7 +35,20 @@ __device__ float dropout_factor(uint64_t stream, int64_t i, uint32_t threshold, 
   return keep ? scale : 0.0f;
 }
 
-// y = x · factor (forward) or dx = dy · factor (backward): the same pass either way.
+// fastnn.ops' dropout: y = x · factor, and the factor itself into mask.
+__global__ void dropout_forward_kernel(int64_t count, const float* x, float* y, float* mask,
+                                       DropoutStep step) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += stride) {
+    const float factor = dropout_factor(step.stream, i, step.threshold, step.scale);
+    mask[i] = factor;
+    y[i] = x[i] * factor;
+  }
+}
+
+// The engine's: y = x · factor (forward) or dx = dy · factor (backward), the same pass
+// either way, the stream formed from the iteration in TrainState.
 __global__ void dropout_resident_kernel(int64_t count, const float* in, float* out,
                                         uint32_t threshold, float scale, uint64_t layer_stream,
                                         const TrainState* __restrict__ state) {
@@ -67,14 +80,24 @@ void dropout_backward_resident(int64_t count, const float* dy, float* dx, uint32
   check_launch("dropout_resident_kernel (backward)");
 }
 
-void relu_forward(int64_t count, const float* x, float* y, cudaStream_t stream) {
+void dropout_forward(int64_t count, const float* x, float* y, float* mask,
+                     const DropoutStep& step, const Exec& ex) {
+  if (count <= 0) return;
+  dropout_forward_kernel<<<grid_blocks(count), kGridThreads, 0, stream_of(ex)>>>(count, x, y,
+                                                                                mask, step);
+  check_launch("dropout_forward_kernel");
+}
+
+void relu_forward(int64_t count, const float* x, float* y, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   if (count <= 0) return;
   relu_forward_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, x, y);
   check_launch("relu_forward_kernel");
 }
 
 void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
-                   cudaStream_t stream) {
+                   const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   if (count <= 0) return;
   relu_backward_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, x, dy, dx);
   check_launch("relu_backward_kernel");

@@ -294,20 +294,18 @@ __global__ void __launch_bounds__(tile::kThreads, tile::kMinBlocks)
   tile::store(acc, m0, n0, rows, c.cout, tile::Epilogue{part, c.cout, false, nullptr, false});
 }
 
-// Pass 2: one thread per output adds the chunks' partials in chunk order; the first
-// patch·cout outputs are dW (HWIO order), the last cout are db.
+// Pass 2: one thread per output adds the chunks' partials in chunk order (to what dW and
+// db hold when accumulating); the first patch·cout outputs are dW (HWIO order), the last
+// cout are db.
 __global__ void conv2d_filter_sum_kernel(int64_t chunks, int64_t outputs, int64_t dw_count,
-                                         const float* __restrict__ workspace,
+                                         const float* __restrict__ workspace, bool accumulate,
                                          float* __restrict__ dw, float* __restrict__ db) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= outputs) return;
   float sum = 0.0f;
   for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += workspace[chunk * outputs + i];
-  if (i < dw_count) {
-    dw[i] = sum;
-  } else {
-    db[i - dw_count] = sum;
-  }
+  float* out = i < dw_count ? dw + i : db + (i - dw_count);
+  *out = accumulate ? *out + sum : sum;
 }
 
 constexpr int kSumThreads = 256;
@@ -323,12 +321,21 @@ struct FilterSplit {
   int64_t chunks, chunk_pixels;
 };
 
-FilterSplit filter_split(const Conv2dGeometry& g) {
+// The chunks asked for. It never falls as the batch grows (both bounds rise with the
+// pixel count), and the split below uses at most this many, so it sizes the workspace
+// for every batch up to g.n: the split itself is not monotone (a 200-image batch can
+// need more chunks than a 256-image one), which once overran the workspace.
+int64_t filter_chunks_wanted(const Conv2dGeometry& g) {
   const int64_t pixels = g.n * g.oh * g.ow;
-  if (pixels <= 0 || g.cout <= 0) return {0, 0};
+  if (pixels <= 0 || g.cout <= 0) return 0;
   const int64_t tiles = tile::ceil_div(g.patch() + 1, kBM) * tile::ceil_div(g.cout, kBN);
-  int64_t chunks = std::clamp<int64_t>(tile::ceil_div(kTargetBlocks, tiles), 1, kMaxChunks);
-  chunks = std::min(chunks, tile::ceil_div(pixels, kMinChunkPixels));
+  const int64_t chunks = std::clamp<int64_t>(tile::ceil_div(kTargetBlocks, tiles), 1, kMaxChunks);
+  return std::min(chunks, tile::ceil_div(pixels, kMinChunkPixels));
+}
+
+FilterSplit filter_split(const Conv2dGeometry& g) {
+  const int64_t pixels = g.n * g.oh * g.ow, chunks = filter_chunks_wanted(g);
+  if (chunks == 0) return {0, 0};
   // Whole K steps per chunk; rounding up may leave fewer chunks, never an empty one.
   const int64_t chunk_pixels = tile::ceil_div(tile::ceil_div(pixels, chunks), kBK) * kBK;
   return {tile::ceil_div(pixels, chunk_pixels), chunk_pixels};
@@ -337,7 +344,8 @@ FilterSplit filter_split(const Conv2dGeometry& g) {
 }  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                    bool relu, float* y, cudaStream_t stream) {
+                    bool relu, float* y, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   const int64_t m = g.n * g.oh * g.ow;
   if (m <= 0 || g.cout <= 0) return;
   const Conv c = narrow(g, "conv2d_forward");
@@ -348,7 +356,8 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 }
 
 void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy, float* dx,
-                          cudaStream_t stream) {
+                          const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   const int64_t m = g.n * g.h * g.w;
   if (m <= 0 || g.cin <= 0) return;
   const Conv c = narrow(g, "conv2d_backward_data");
@@ -359,13 +368,15 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* 
   check_launch("conv2d_backward_data_kernel");
 }
 
-int64_t conv2d_filter_workspace_floats(const Conv2dGeometry& g) {
-  return filter_split(g).chunks * (g.patch() + 1) * g.cout;
+int64_t conv2d_workspace(const Conv2dGeometry& g, int) {
+  return filter_chunks_wanted(g) * (g.patch() + 1) * g.cout;
 }
 
 // An empty batch still writes dw = 0 and db = 0 (pass 2 over no chunks).
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
-                            float* dw, float* db, float* workspace, cudaStream_t stream) {
+                            float* dw, float* db, bool accumulate, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
+  float* workspace = ex.workspace;
   if (g.cout <= 0) return;
   const Conv c = narrow(g, "conv2d_backward_filter");
   const FilterSplit split = filter_split(g);
@@ -381,7 +392,8 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float
   const unsigned blocks =
       tile::grid_x(tile::ceil_div(outputs, kSumThreads), "conv2d_filter_sum_kernel");
   conv2d_filter_sum_kernel<<<blocks, kSumThreads, 0, stream>>>(split.chunks, outputs,
-                                                               outputs - g.cout, workspace, dw, db);
+                                                               outputs - g.cout, workspace, accumulate,
+                                                               dw, db);
   check_launch("conv2d_filter_sum_kernel");
 }
 

@@ -55,7 +55,8 @@ __global__ void sum_rows_kernel(int64_t rows, int64_t cols, const float* __restr
 }  // namespace
 
 // k = 0 still runs the epilogue: the product is zero, so C becomes (C +) bias, ReLU'd.
-void gemm(const Gemm& g, cudaStream_t stream) {
+void gemm(const Gemm& g, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   if (g.m <= 0 || g.n <= 0) return;
   const int64_t tiles_n = tile::ceil_div(g.n, kBN);
   const unsigned blocks = tile::grid_x(tile::ceil_div(g.m, kBM) * tiles_n, "gemm_kernel");
@@ -72,7 +73,8 @@ void gemm(const Gemm& g, cudaStream_t stream) {
 }
 
 // rows = 0 still writes zeros: out is the (empty) sum.
-void sum_rows(int64_t rows, int64_t cols, const float* x, float* out, cudaStream_t stream) {
+void sum_rows(int64_t rows, int64_t cols, const float* x, float* out, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   if (cols <= 0) return;
   const unsigned blocks = tile::grid_x(tile::ceil_div(cols, kSumCols), "sum_rows_kernel");
   sum_rows_kernel<<<blocks, dim3(kSumCols, kSumLanes), 0, stream>>>(rows, cols, x, out);

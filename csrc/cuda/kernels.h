@@ -1,8 +1,9 @@
-// kernels.h — the CUDA backend's op interface: the same ops and geometry structs as the
-// CPU's (ops.h), on device pointers, launched on a stream. Each function checks its
-// launch (cudaGetLastError) and throws CudaError naming the kernel; it does not
-// synchronise. Reductions run in a fixed order (no float atomics), so the same inputs
-// give the same bits every run. One file per op family, forward and backward together.
+// kernels.h — the CUDA backend: ops.h's kernels on device pointers, launched on the
+// stream in Exec::stream (one file per op family, forward and backward together), plus
+// the GPU engine's resident kernels that read the step from a TrainState. Each function
+// checks its launch (cudaGetLastError) and throws CudaError naming the kernel; none
+// synchronises. Reductions run in a fixed order (no float atomics), so the same inputs
+// give the same bits every run.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -32,44 +33,21 @@ struct TrainState {
   int64_t outputs_first_row;
 };
 
-// gemm.cu — C = op(A)·op(B) with Gemm's epilogue (accumulate, bias, ReLU); shared-memory
-// tiles and a register-blocked thread tile. sum_rows: out[j] = Σ_i x[i, j].
-void gemm(const Gemm& g, cudaStream_t stream);
-void sum_rows(int64_t rows, int64_t cols, const float* x, float* out, cudaStream_t stream);
+// ---- ops.h's kernels (kernel_table.cu gathers them into cuda::kernels) ------------------
+#define FASTNN_DECLARE_KERNEL(name, params) void name params;
+FASTNN_KERNELS(FASTNN_DECLARE_KERNEL)
+#undef FASTNN_DECLARE_KERNEL
+// conv2d.cu: the filter gradient's two-pass workspace, valid for any batch up to g.n.
+int64_t conv2d_workspace(const Conv2dGeometry& g, int threads);
 
-// conv2d.cu — NHWC × HWIO as implicit GEMM (no im2col in memory); bias and ReLU fused
-// into the forward. The filter gradient sums over the batch in two fixed-order passes
-// through `workspace` (conv2d_filter_workspace_floats(g) floats).
-void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                    bool relu, float* y, cudaStream_t stream);
-void conv2d_backward_data(const Conv2dGeometry& g, const float* w, const float* dy, float* dx,
-                          cudaStream_t stream);
-int64_t conv2d_filter_workspace_floats(const Conv2dGeometry& g);
-void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy,
-                            float* dw, float* db, float* workspace, cudaStream_t stream);
+extern const Kernels kernels;
 
-// pool.cu — max-pooling with its argmax (window index, first maximum wins), and the
-// gradient gathered per input element (no scatter, no atomics); relu_y as in ops.h.
-void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax,
-                       cudaStream_t stream);
-void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t* argmax,
-                        const float* relu_y, float* dx, cudaStream_t stream);
+inline cudaStream_t stream_of(const Exec& ex) { return static_cast<cudaStream_t>(ex.stream); }
 
-// activation.cu
-void relu_forward(int64_t count, const float* x, float* y, cudaStream_t stream);
-void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
-                   cudaStream_t stream);
+// ---- the GPU engine's resident kernels ------------------------------------------------
 
-// softmax_xent.cu — fused, one row per warp; *loss (a device float) is the mean over the
-// rows, summed in row order. workspace: n floats.
-void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                           const int32_t* labels, float* dlogits, float* loss, float* workspace,
-                           cudaStream_t stream);
-
-// optimizer.cu — Adam over a flat parameter array in one launch. The *_resident forms
-// read the step number and learning rate from TrainState, so a graph can replay them.
-void adam_update(int64_t count, float* param, const float* grad, float* m, float* v,
-                 const AdamStep& step, cudaStream_t stream);
+// optimizer.cu — Adam and SGD reading the step number and learning rate from
+// TrainState, so a graph can replay them.
 void adam_update_resident(int64_t count, float* param, const float* grad, float* m, float* v,
                           double beta_1, double beta_2, double epsilon, const TrainState* state,
                           cudaStream_t stream);
@@ -100,6 +78,6 @@ void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats, 
 // Records the step (loss from *mean_loss unless null, correct count when labels is
 // non-null) at state->step, then advances step (and iteration when training).
 void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* logits,
-                 const int32_t* labels, const float* mean_loss, cudaStream_t stream);
+                 const int32_t* labels, const double* mean_loss, cudaStream_t stream);
 
 }  // namespace fastnn::cuda

@@ -1,7 +1,7 @@
 // optimizer.cu — Keras Adam over a flat parameter array in one grid-stride launch:
 //   m += (g − m)(1 − β₁);  v += (g² − v)(1 − β₂);  p −= α·m / (√v + ε)
 // with α, 1 − β₁ and 1 − β₂ formed by the caller (AdamStep), in the CPU code's order;
-// plus the resident forms (Adam, SGD) that read the step from TrainState.
+// Keras SGD likewise; plus the resident forms (Adam, SGD) that read the step from TrainState.
 #include <algorithm>
 
 #include "cuda/check.h"
@@ -48,11 +48,9 @@ __global__ void adam_update_resident_kernel(int64_t count, float* __restrict__ p
 }
 
 // Keras SGD, as cpu/optimizer.cpp; velocity is null when momentum is 0.
-__global__ void sgd_update_resident_kernel(int64_t count, float* __restrict__ param,
-                                           const float* __restrict__ grad,
-                                           float* __restrict__ velocity, float momentum,
-                                           bool nesterov, const TrainState* __restrict__ state) {
-  const float learning_rate = static_cast<float>(state->learning_rate);
+__device__ void sgd_apply(int64_t count, float* __restrict__ param,
+                          const float* __restrict__ grad, float* __restrict__ velocity,
+                          float learning_rate, float momentum, bool nesterov) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
@@ -66,14 +64,37 @@ __global__ void sgd_update_resident_kernel(int64_t count, float* __restrict__ pa
   }
 }
 
+__global__ void sgd_update_kernel(int64_t count, float* __restrict__ param,
+                                  const float* __restrict__ grad, float* __restrict__ velocity,
+                                  SgdStep step) {
+  sgd_apply(count, param, grad, velocity, step.learning_rate, step.momentum, step.nesterov);
+}
+
+__global__ void sgd_update_resident_kernel(int64_t count, float* __restrict__ param,
+                                           const float* __restrict__ grad,
+                                           float* __restrict__ velocity, float momentum,
+                                           bool nesterov, const TrainState* __restrict__ state) {
+  sgd_apply(count, param, grad, velocity, static_cast<float>(state->learning_rate), momentum,
+            nesterov);
+}
+
 }  // namespace
 
 void adam_update(int64_t count, float* param, const float* grad, float* m, float* v,
-                 const AdamStep& step, cudaStream_t stream) {
+                 const AdamStep& step, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   if (count <= 0) return;
   adam_update_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(count, param, grad, m, v,
                                                                  step);
   check_launch("adam_update_kernel");
+}
+
+void sgd_update(int64_t count, float* param, const float* grad, float* velocity,
+                const SgdStep& step, const Exec& ex) {
+  if (count <= 0) return;
+  sgd_update_kernel<<<grid_blocks(count), kGridThreads, 0, stream_of(ex)>>>(count, param, grad,
+                                                                           velocity, step);
+  check_launch("sgd_update_kernel");
 }
 
 void adam_update_resident(int64_t count, float* param, const float* grad, float* m, float* v,

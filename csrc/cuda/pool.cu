@@ -140,7 +140,8 @@ bool fits_int32(const Pool2dGeometry& g) {
 }  // namespace
 
 void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax,
-                       cudaStream_t stream) {
+                       const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   const int64_t outputs = g.n * g.oh * g.ow * g.c;
   if (outputs <= 0) return;
   if (fits_int32(g)) {
@@ -151,7 +152,8 @@ void maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, int32_
 }
 
 void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t* argmax,
-                        const float* relu_y, float* dx, cudaStream_t stream) {
+                        const float* relu_y, float* dx, const Exec& ex) {
+  const cudaStream_t stream = stream_of(ex);
   const int64_t inputs = g.n * g.h * g.w * g.c;
   if (inputs <= 0) return;
   if (fits_int32(g)) {

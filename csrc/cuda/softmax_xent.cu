@@ -97,7 +97,7 @@ __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n
 
 // One block of kThreads: thread t sums rows t, t + kThreads, ... in order, then the
 // partials combine by warp butterflies and warp order — a fixed shape for a given n.
-__global__ void mean_loss_kernel(int64_t n, const float* row_loss, float* loss) {
+__global__ void mean_loss_kernel(int64_t n, const float* row_loss, double* loss) {
   __shared__ double warp_totals[kWarpsPerBlock];
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) sum += row_loss[i];
@@ -107,12 +107,35 @@ __global__ void mean_loss_kernel(int64_t n, const float* row_loss, float* loss) 
   if (threadIdx.x == 0) {
     double total = 0.0;
     for (int w = 0; w < kWarpsPerBlock; ++w) total += warp_totals[w];
-    *loss = static_cast<float>(total / static_cast<double>(n));
+    *loss = total / static_cast<double>(n);
   }
 }
 
-// Predictions of the current step's rows: softmax as the training kernel forms it (the
-// first maximum's term is 1, the rest sum to `others`), or the logits copied.
+// One row's softmax by one warp, as the training kernel forms it (the first maximum's
+// term is 1, the rest sum to `others`).
+__device__ void softmax_row(const float* z, float* p, int64_t classes, int lane) {
+  float max;
+  int64_t top;
+  row_first_max(z, classes, lane, &max, &top);
+  float others = 0.0f;
+  for (int64_t j = lane; j < classes; j += kWarp) {
+    if (j != top) others += expf(z[j] - max);
+  }
+  others = warp_sum(others);
+  const float inv = 1.0f / (1.0f + others);
+  for (int64_t j = lane; j < classes; j += kWarp) p[j] = expf(z[j] - max) * inv;
+}
+
+__global__ void softmax_kernel(int64_t n, int64_t classes, const float* logits, float* probs) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+       row < n; row += warps) {
+    softmax_row(logits + row * classes, probs + row * classes, classes, lane);
+  }
+}
+
+// Predictions of the current step's rows: their softmax, or the logits copied.
 __global__ void predict_outputs_kernel(int64_t rows, int64_t classes, const float* logits,
                                        bool softmax, const TrainState* __restrict__ state) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
@@ -123,21 +146,18 @@ __global__ void predict_outputs_kernel(int64_t rows, int64_t classes, const floa
        row < rows; row += warps) {
     const float* z = logits + row * classes;
     float* p = outputs + row * classes;
-    if (!softmax) {
+    if (softmax) {
+      softmax_row(z, p, classes, lane);
+    } else {
       for (int64_t j = lane; j < classes; j += kWarp) p[j] = z[j];
-      continue;
     }
-    float max;
-    int64_t top;
-    row_first_max(z, classes, lane, &max, &top);
-    float others = 0.0f;
-    for (int64_t j = lane; j < classes; j += kWarp) {
-      if (j != top) others += expf(z[j] - max);
-    }
-    others = warp_sum(others);
-    const float inv = 1.0f / (1.0f + others);
-    for (int64_t j = lane; j < classes; j += kWarp) p[j] = expf(z[j] - max) * inv;
   }
+}
+
+// Blocks for one warp per row, capped (the kernels' loops cover the rest).
+int row_blocks(int64_t rows) {
+  return static_cast<int>(
+      std::min<int64_t>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock, kMaxBlocks));
 }
 
 }  // namespace
@@ -145,23 +165,26 @@ __global__ void predict_outputs_kernel(int64_t rows, int64_t classes, const floa
 void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,
                      const TrainState* state, cudaStream_t stream) {
   if (rows <= 0 || classes <= 0) return;
-  const int blocks = static_cast<int>(
-      std::min<int64_t>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock, kMaxBlocks));
-  predict_outputs_kernel<<<blocks, kThreads, 0, stream>>>(rows, classes, logits, softmax, state);
+  predict_outputs_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(rows, classes, logits,
+                                                                    softmax, state);
   check_launch("predict_outputs_kernel");
 }
 
-void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                           const int32_t* labels, float* dlogits, float* loss, float* workspace,
-                           cudaStream_t stream) {
+void softmax(int64_t n, int64_t classes, const float* logits, float* probs, const Exec& ex) {
   if (n <= 0 || classes <= 0) return;
+  softmax_kernel<<<row_blocks(n), kThreads, 0, stream_of(ex)>>>(n, classes, logits, probs);
+  check_launch("softmax_kernel");
+}
+
+void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
+                           const int32_t* labels, float* dlogits, double* loss, const Exec& ex) {
+  if (n <= 0 || classes <= 0) return;
+  const cudaStream_t stream = stream_of(ex);
   const float inv_n = 1.0f / static_cast<float>(n);  // as the CPU forms it
-  const int blocks =
-      static_cast<int>(std::min<int64_t>((n + kWarpsPerBlock - 1) / kWarpsPerBlock, kMaxBlocks));
-  softmax_xent_rows_kernel<<<blocks, kThreads, 0, stream>>>(n, classes, inv_n, logits, labels,
-                                                            dlogits, workspace);
+  softmax_xent_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(n, classes, inv_n, logits,
+                                                                   labels, dlogits, ex.workspace);
   check_launch("softmax_xent_rows_kernel");
-  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, workspace, loss);
+  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, ex.workspace, loss);
   check_launch("mean_loss_kernel");
 }
 

@@ -35,7 +35,7 @@ constexpr int kFinishThreads = 256;
 __global__ void finish_step_kernel(TrainState* state, int64_t rows, int64_t classes,
                                    const float* __restrict__ logits,
                                    const int32_t* __restrict__ labels,
-                                   const float* __restrict__ mean_loss) {
+                                   const double* __restrict__ mean_loss) {
   __shared__ int counts[kFinishThreads];
   int correct = 0;
   if (labels != nullptr) {
@@ -81,7 +81,7 @@ void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats, 
 }
 
 void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* logits,
-                 const int32_t* labels, const float* mean_loss, cudaStream_t stream) {
+                 const int32_t* labels, const double* mean_loss, cudaStream_t stream) {
   finish_step_kernel<<<1, kFinishThreads, 0, stream>>>(state, rows, classes, logits, labels,
                                                        mean_loss);
   check_launch("finish_step_kernel");

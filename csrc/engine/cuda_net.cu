@@ -115,7 +115,7 @@ struct CudaNet::Impl {
   DeviceBuffer<float> params, grads, state[2];
   AlignedBuffer host_params, host_state[2];
   DeviceBuffer<cuda::TrainState> train_state;
-  DeviceBuffer<float> mean_loss;
+  DeviceBuffer<double> mean_loss;
 
   // Sized for `capacity` rows; growing them drops the graphs, which hold their addresses.
   int64_t capacity = 0;
@@ -147,6 +147,11 @@ struct CudaNet::Impl {
 
   void drop_graphs();
   void sync();
+  Exec exec() { return {1, workspace.data(), stream}; }
+  template <class T>
+  void upload(T* device, const T* host, int64_t count, const char* what);
+  template <class T>
+  void download(T* host, const T* device, int64_t count, const char* what);
   void reserve(int64_t rows);
   void set_state(const CudaDataset* data, int64_t batch, bool shuffled, uint64_t key,
                  Mode mode, int64_t first, int64_t iterations, double learning_rate,
@@ -176,6 +181,21 @@ void CudaNet::Impl::drop_graphs() {
 // Waits for everything enqueued; pending runs stay readable (their copies are done).
 void CudaNet::Impl::sync() { check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
 
+// Copies between the host and the GPU go on the compute stream, in order with the steps
+// (a plain cudaMemcpy runs on the legacy default stream, which a non-blocking stream does
+// not wait for), and are waited for: the host memory may change once this returns.
+template <class T>
+void CudaNet::Impl::upload(T* device, const T* host, int64_t count, const char* what) {
+  check(cudaMemcpyAsync(device, host, sizeof(T) * count, cudaMemcpyHostToDevice, stream), what);
+  sync();
+}
+
+template <class T>
+void CudaNet::Impl::download(T* host, const T* device, int64_t count, const char* what) {
+  check(cudaMemcpyAsync(host, device, sizeof(T) * count, cudaMemcpyDeviceToHost, stream), what);
+  sync();
+}
+
 void CudaNet::Impl::Slots::reserve(int64_t steps, cudaStream_t stream) {
   if (steps <= capacity) return;
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // the old slots may be in use
@@ -195,12 +215,14 @@ void CudaNet::Impl::Slots::copy_out(int64_t first, int64_t count, cudaStream_t s
         "cudaMemcpyAsync (step counts)");
 }
 
+// Sized for batches of up to `rows`: the last, shorter step of an epoch reuses them (the
+// convolutions' workspace bound holds for every smaller batch too).
 void CudaNet::Impl::reserve(int64_t rows) {
-  int64_t floats = rows;  // softmax-xent's row losses
+  int64_t floats = softmax_cross_entropy_workspace(rows);
   int64_t widest_bias = 1;
   for (const PlannedLayer& layer : plan.layers) {
     if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
-    floats = std::max(floats, cuda::conv2d_filter_workspace_floats(conv_geometry(layer, rows)));
+    floats = std::max(floats, cuda::kernels.conv2d_workspace(conv_geometry(layer, rows), 1));
     widest_bias = std::max(widest_bias, layer.spec.units);
   }
   if (rows <= capacity && floats <= workspace.size()) return;
@@ -251,6 +273,8 @@ void CudaNet::Impl::set_state(const CudaDataset* data, int64_t batch, bool shuff
 // ---- one step, as kernels on the stream (captured into a graph when training) -------
 
 const float* CudaNet::Impl::forward(int64_t rows, bool training) {
+  const Kernels& k = cuda::kernels;
+  const Exec ex = exec();
   const float* in = batch_x.data();
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const PlannedLayer& layer = plan.layers[i];
@@ -260,18 +284,17 @@ const float* CudaNet::Impl::forward(int64_t rows, bool training) {
     const float* bias = layer.bias >= 0 ? params.data() + layer.bias : nullptr;
     switch (spec.kind) {
       case LayerSpec::Kind::Conv2d:
-        cuda::conv2d_forward(conv_geometry(layer, rows), in, params.data() + layer.kernel, bias,
-                             relu, y, stream);
+        k.conv2d_forward(conv_geometry(layer, rows), in, params.data() + layer.kernel, bias, relu,
+                         y, ex);
         break;
       case LayerSpec::Kind::MaxPool2d:
-        cuda::maxpool2d_forward(pool_geometry(layer, rows), in, y, argmax[i].data(), stream);
+        k.maxpool2d_forward(pool_geometry(layer, rows), in, y, argmax[i].data(), ex);
         break;
       case LayerSpec::Kind::Flatten:
         y = const_cast<float*>(in);  // NHWC flattened in C order is the same memory
         break;
       case LayerSpec::Kind::Dense: {
-        cuda::gemm(dense_forward_gemm(layer, rows, in, params.data() + layer.kernel, bias, y),
-                   stream);
+        k.gemm(dense_forward_gemm(layer, rows, in, params.data() + layer.kernel, bias, y), ex);
         break;
       }
       case LayerSpec::Kind::Dropout: {
@@ -293,6 +316,8 @@ const float* CudaNet::Impl::forward(int64_t rows, bool training) {
 }
 
 void CudaNet::Impl::backward(int64_t rows) {
+  const Kernels& k = cuda::kernels;
+  const Exec ex = exec();
   float* d = grad_a.data();  // gradient of the loss wrt the current layer's output
   bool relu_done = false;    // a max-pool above already masked d by this layer's ReLU
   for (size_t i = plan.layers.size(); i-- > 0;) {
@@ -303,23 +328,22 @@ void CudaNet::Impl::backward(int64_t rows) {
     const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation == Activation::Relu;
     float* other = d == grad_a.data() ? grad_b.data() : grad_a.data();
     if (spec.activation == Activation::Relu && !relu_done) {
-      cuda::relu_backward(rows * layer.out_size, out[i], d, d, stream);
+      k.relu_backward(rows * layer.out_size, out[i], d, d, ex);
     }
     relu_done = false;
     float* db = layer.bias >= 0 ? grads.data() + layer.bias : scratch_bias.data();
     switch (spec.kind) {
       case LayerSpec::Kind::Conv2d: {
         const Conv2dGeometry g = conv_geometry(layer, rows);
-        cuda::conv2d_backward_filter(g, in, d, grads.data() + layer.kernel, db, workspace.data(),
-                                     stream);
-        if (need_dx) cuda::conv2d_backward_data(g, params.data() + layer.kernel, d, other, stream);
+        k.conv2d_backward_filter(g, in, d, grads.data() + layer.kernel, db, false, ex);
+        if (need_dx) k.conv2d_backward_data(g, params.data() + layer.kernel, d, other, ex);
         d = other;
         break;
       }
       case LayerSpec::Kind::MaxPool2d:
         if (need_dx) {
-          cuda::maxpool2d_backward(pool_geometry(layer, rows), d, argmax[i].data(),
-                                   input_from_relu ? out[i] : nullptr, other, stream);
+          k.maxpool2d_backward(pool_geometry(layer, rows), d, argmax[i].data(),
+                               input_from_relu ? out[i] : nullptr, other, ex);
           relu_done = input_from_relu;
         }
         d = other;
@@ -327,11 +351,9 @@ void CudaNet::Impl::backward(int64_t rows) {
       case LayerSpec::Kind::Flatten:
         break;
       case LayerSpec::Kind::Dense: {
-        cuda::gemm(dense_filter_gemm(layer, rows, in, d, grads.data() + layer.kernel), stream);
-        if (layer.bias >= 0) cuda::sum_rows(rows, spec.units, d, db, stream);
-        if (need_dx) {
-          cuda::gemm(dense_data_gemm(layer, rows, d, params.data() + layer.kernel, other), stream);
-        }
+        k.gemm(dense_filter_gemm(layer, rows, in, d, grads.data() + layer.kernel), ex);
+        if (layer.bias >= 0) k.sum_rows(rows, spec.units, d, db, ex);
+        if (need_dx) k.gemm(dense_data_gemm(layer, rows, d, params.data() + layer.kernel, other), ex);
         d = other;
         break;
       }
@@ -374,8 +396,8 @@ void CudaNet::Impl::run_step(int64_t rows, Mode mode) {
     return;
   }
   // dlogits go to grad_a, where the backward pass starts (and evaluation ignores them).
-  cuda::softmax_cross_entropy(rows, classes, logits, batch_labels.data(), grad_a.data(),
-                              mean_loss.data(), workspace.data(), stream);
+  cuda::kernels.softmax_cross_entropy(rows, classes, logits, batch_labels.data(), grad_a.data(),
+                                      mean_loss.data(), exec());
   if (mode == Mode::Train) {
     backward(rows);
     update();
@@ -400,12 +422,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape
                  OptimizerSpec optimizer)
     : learning_rate(optimizer.learning_rate) {
   Plan plan(std::move(layers), std::move(input_shape), optimizer);  // checks first
-  if (cuda::device_count() == 0) {
-    throw cuda::CudaError(
-        "device='cuda' needs a CUDA GPU, and this process sees none (cudaGetDeviceCount found "
-        "no device: no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it); use device='cpu' "
-        "or 'auto'");
-  }
+  cuda::require_device("use device='cpu' or 'auto'");
   impl_ = std::make_unique<Impl>(std::move(plan));
   Impl& m = *impl_;
   check(cudaSetDevice(0), "cudaSetDevice(0)");
@@ -422,7 +439,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape
     std::fill(m.host_state[s].data(), m.host_state[s].data() + count, 0.0f);
   }
   m.train_state = DeviceBuffer<cuda::TrainState>(1);
-  m.mean_loss = DeviceBuffer<float>(1);
+  m.mean_loss = DeviceBuffer<double>(1);
   push();
 }
 
@@ -434,14 +451,10 @@ std::shared_ptr<CudaDataset> CudaNet::dataset(const float* x, const int32_t* lab
   auto data = std::make_unique<CudaDataset::Data>();
   data->count = count;
   data->x = DeviceBuffer<float>(count * m.sample);
-  // Synchronous copies: the caller's arrays may be freed once this returns.
-  check(cudaMemcpy(data->x.data(), x, sizeof(float) * count * m.sample, cudaMemcpyHostToDevice),
-        "cudaMemcpy (dataset samples to the GPU)");
+  m.upload(data->x.data(), x, count * m.sample, "cudaMemcpyAsync (dataset samples to the GPU)");
   if (labels) {
     data->labels = DeviceBuffer<int32_t>(count);
-    check(cudaMemcpy(data->labels.data(), labels, sizeof(int32_t) * count,
-                     cudaMemcpyHostToDevice),
-          "cudaMemcpy (dataset labels to the GPU)");
+    m.upload(data->labels.data(), labels, count, "cudaMemcpyAsync (dataset labels to the GPU)");
   }
   return std::make_shared<CudaDataset>(std::move(data));
 }
@@ -457,16 +470,18 @@ void CudaNet::train_steps(const std::shared_ptr<CudaDataset>& data, int64_t batc
   m.reserve(std::min(batch, data->count()));
   m.train_slots.reserve(epoch_steps(data->count(), batch), m.stream);
   m.set_state(data.get(), batch, shuffled, key, Mode::Train, first, iterations, learning_rate);
+  // Each launched step advances the device's iteration, so the host counts it at once: a
+  // failure partway leaves both counts equal.
   for (int64_t step = first; step < first + count; ++step) {
     check(cudaGraphLaunch(m.graph_for(step_rows(data->count(), batch, step)), m.stream),
           "cudaGraphLaunch (training step)");
+    ++iterations;
   }
   m.train_slots.copy_out(first, count, m.stream);
   cudaEvent_t done;
   check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate");
   m.runs.push_back({first, count, done, data});
   check(cudaEventRecord(done, m.stream), "cudaEventRecord");
-  iterations += count;
 }
 
 void CudaNet::step_results(int64_t first, int64_t count, float* step_loss, int32_t* step_correct) {
@@ -545,13 +560,11 @@ void CudaNet::pull() {
   Impl& m = *impl_;
   m.sync();
   const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
-  check(cudaMemcpy(m.host_params.data(), m.params.data(), sizeof(float) * count,
-                   cudaMemcpyDeviceToHost),
-        "cudaMemcpy (parameters to the host)");
+  m.download(m.host_params.data(), m.params.data(), count,
+             "cudaMemcpyAsync (parameters to the host)");
   for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
-    check(cudaMemcpy(m.host_state[s].data(), m.state[s].data(), sizeof(float) * count,
-                     cudaMemcpyDeviceToHost),
-          "cudaMemcpy (optimizer state to the host)");
+    m.download(m.host_state[s].data(), m.state[s].data(), count,
+               "cudaMemcpyAsync (optimizer state to the host)");
   }
 }
 
@@ -559,13 +572,10 @@ void CudaNet::push() {
   Impl& m = *impl_;
   m.sync();
   const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
-  check(cudaMemcpy(m.params.data(), m.host_params.data(), sizeof(float) * count,
-                   cudaMemcpyHostToDevice),
-        "cudaMemcpy (parameters to the GPU)");
+  m.upload(m.params.data(), m.host_params.data(), count, "cudaMemcpyAsync (parameters to the GPU)");
   for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
-    check(cudaMemcpy(m.state[s].data(), m.host_state[s].data(), sizeof(float) * count,
-                     cudaMemcpyHostToDevice),
-          "cudaMemcpy (optimizer state to the GPU)");
+    m.upload(m.state[s].data(), m.host_state[s].data(), count,
+             "cudaMemcpyAsync (optimizer state to the GPU)");
   }
 }
 

@@ -3,7 +3,7 @@
 // batch, forward, loss, backward, update, record) is captured once as a CUDA graph per
 // batch size and replayed, so the host only enqueues steps and rarely reads results.
 // The calls mirror net.h's, so models.fit drives both engines with one loop. Plain C++
-// types only: bindings.cpp includes this without the CUDA headers.
+// types only: the bindings include this without the CUDA headers.
 #pragma once
 
 #include <cstdint>

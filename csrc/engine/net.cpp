@@ -16,9 +16,15 @@
 
 #include "cpu/dispatch.h"
 #include "cpu/threads.h"
+#include "cpu/workspace.h"
 
 namespace fastnn {
 namespace {
+
+using cpu::conv2d_backward_data_workspace;
+using cpu::conv2d_backward_filter_workspace;
+using cpu::conv2d_forward_workspace;
+using cpu::round_to_line;
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -71,7 +77,7 @@ int64_t Net::fused_worker_floats(const Layer& conv) const {
 
 void Net::conv_pool_forward(Layer& conv, Layer& pool, const float* in, int64_t n,
                             const Exec& ex) {
-  const CpuKernels& k = cpu_kernels();
+  const Kernels& k = cpu_kernels();
   const int64_t chunk = fused_chunk(conv), chunks = (n + chunk - 1) / chunk;
   const float* w = params_.data() + conv.kernel;
   const float* bias = conv.bias >= 0 ? params_.data() + conv.bias : nullptr;
@@ -105,7 +111,7 @@ int64_t Net::fused_backward_worker_floats(const Layer& conv) const {
 
 void Net::conv_pool_backward(Layer& conv, Layer& pool, const float* in, const float* dy,
                              float* dx, int64_t n, const Exec& ex) {
-  const CpuKernels& k = cpu_kernels();
+  const Kernels& k = cpu_kernels();
   const int64_t chunk = fused_chunk(conv), chunks = (n + chunk - 1) / chunk;
   const int workers = static_cast<int>(std::min<int64_t>(ex.threads, chunks));
   const int64_t worker_floats = fused_backward_worker_floats(conv);
@@ -160,14 +166,13 @@ void Net::reserve(int64_t n, int threads) {
     grad_b_.resize(n * widest);
     batch_capacity_ = n;
   }
-  int64_t floats = std::max<int64_t>(softmax_cross_entropy_workspace(n), gemm_workspace(threads));
+  const Kernels& k = cpu_kernels();
+  int64_t floats = std::max<int64_t>(softmax_cross_entropy_workspace(n), k.gemm_workspace(threads));
   int64_t widest_bias = 1;
   for (const Layer& layer : layers_) {
     if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
     const Conv2dGeometry g = conv_geometry(layer, n);
-    floats = std::max({floats, conv2d_forward_workspace(g, threads),
-                       conv2d_backward_data_workspace(g, threads),
-                       conv2d_backward_filter_workspace(g, threads)});
+    floats = std::max(floats, k.conv2d_workspace(g, threads));
     if (layer.pooled) {
       floats = std::max({floats, threads * fused_worker_floats(layer),
                          threads * fused_backward_worker_floats(layer)});
@@ -184,7 +189,7 @@ void Net::reserve(int64_t n, int threads) {
 // ---- the step ---------------------------------------------------------------------------
 
 const float* Net::forward(const float* x, int64_t n, bool training, const Exec& ex) {
-  const CpuKernels& k = cpu_kernels();
+  const Kernels& k = cpu_kernels();
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = layers_[i];
@@ -233,7 +238,7 @@ const float* Net::forward(const float* x, int64_t n, bool training, const Exec& 
 }
 
 void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
-  const CpuKernels& k = cpu_kernels();
+  const Kernels& k = cpu_kernels();
   float* d = dlogits;  // gradient of the loss wrt the current layer's output
   bool relu_done = false;  // a max-pool above already masked d by this layer's ReLU
   for (size_t i = layers_.size(); i-- > 0;) {
@@ -298,7 +303,7 @@ void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
 }
 
 void Net::update(const Exec& ex) {
-  const CpuKernels& k = cpu_kernels();
+  const Kernels& k = cpu_kernels();
   if (plan_.optimizer.kind == OptimizerSpec::Kind::Adam) {
     const AdamStep step = adam_step(plan_.optimizer, learning_rate, iterations);
     k.adam_update(plan_.parameter_count, params_.data(), grads_.data(), state_[0].data(),
@@ -329,8 +334,8 @@ BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
   const Exec ex{threads, workspace_.data()};
   const float* logits = forward(x, n, /*training=*/true, ex);
   auto start = std::chrono::steady_clock::now();
-  const double loss =
-      cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), ex);
+  double loss = 0.0;
+  cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), &loss, ex);
   const int64_t correct = count_correct(logits, labels, n);
   timings_.loss += seconds_since(start);
   backward(x, grad_a_.data(), n, ex);
@@ -346,8 +351,8 @@ BatchResult Net::evaluate(const float* x, const int32_t* labels, int64_t n) {
   reserve(n, threads);
   const Exec ex{threads, workspace_.data()};
   const float* logits = forward(x, n, /*training=*/false, ex);
-  const double loss =
-      cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), ex);
+  double loss = 0.0;
+  cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), &loss, ex);
   return {loss * static_cast<double>(n), count_correct(logits, labels, n)};
 }
 

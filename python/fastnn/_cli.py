@@ -11,7 +11,8 @@ import json
 import sys
 import time
 
-from fastnn import _C, _training, datasets, layers, models, utils
+from fastnn import _C, _training, datasets, utils
+from fastnn._seed_cnn import seed_cnn
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
@@ -57,20 +58,6 @@ def add_train_parser(subparsers):
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     parser.set_defaults(run=train_command)
     return parser
-
-
-def build_model():
-    """The seed CNN, layer for layer as in the Keras example (93,322 parameters)."""
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    return model
 
 
 def _check_device(device):
@@ -136,7 +123,7 @@ def _train(args):
     y_train = utils.to_categorical(y_train, 10)
     y_test = utils.to_categorical(y_test, 10)
 
-    model = build_model()
+    model = seed_cnn()
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"],
                   device=device)
     info = _C.build_info()

@@ -10,8 +10,12 @@
 Files are written atomically: into a temporary file in the target's directory, flushed
 and fsync'ed, then renamed over the target with os.replace; a failure removes the
 temporary file and leaves any previous file as it was.
+
+This module knows the file, not the model: ``models`` hands it configs and arrays to write
+and builds the model from what it reads.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,7 +24,7 @@ import zlib
 
 import numpy as np
 
-from fastnn import _C, _training, losses, optimizers
+from fastnn import _C
 
 MODEL_FORMAT = "fastnn.model"
 WEIGHTS_FORMAT = "fastnn.weights"
@@ -71,35 +75,23 @@ def _numbered(prefix, arrays):
     return {f"{prefix}/{i:03d}": array for i, array in enumerate(arrays)}
 
 
-def _weight_labels(model):
-    return [label for layer in model.layers for label in layer.weight_labels()]
-
-
-def save_model(model, path):
-    compiled = None
-    if model.loss is not None:
-        compiled = {"optimizer": {"class_name": type(model.optimizer).__name__,
-                                  "config": model.optimizer.get_config()},
-                    "loss": {"class_name": type(model.loss).__name__,
-                             "config": model.loss.get_config()},
-                    "metrics": list(model.metrics_names[1:])}
-    net = model._net if compiled else None
-    model._pull_weights()  # a GPU engine's weights and optimizer state, as trained
-    state = [a.copy() for a in net.optimizer_state()] if net is not None else []
+def save_model(path, model, compiled, dropout_seed, weight_labels, weights, iterations,
+               optimizer_state):
+    """Write a model file: ``model`` and ``compiled`` are the model's and its compile
+    settings' configs (``compiled`` None when not compiled), ``iterations`` None when it has
+    no optimizer state."""
     config = {"format": MODEL_FORMAT, "version": VERSION, "fastnn_version": _C.__version__,
-              "model": {"class_name": "Sequential", "config": model.get_config()},
-              "compile": compiled, "dropout_seed": model._dropout_seed,
-              "weights": _weight_labels(model),
-              "iterations": net.iterations if net is not None else None,
-              "optimizer_arrays": len(state)}
-    arrays = {**_numbered("weights", model.get_weights()), **_numbered("optimizer", state)}
+              "model": model, "compile": compiled, "dropout_seed": dropout_seed,
+              "weights": weight_labels, "iterations": iterations,
+              "optimizer_arrays": len(optimizer_state)}
+    arrays = {**_numbered("weights", weights), **_numbered("optimizer", optimizer_state)}
     write_atomically(path, lambda file: write_archive(file, config, arrays))
 
 
-def save_weights(model, path):
+def save_weights(path, weight_labels, weights):
     config = {"format": WEIGHTS_FORMAT, "version": VERSION, "fastnn_version": _C.__version__,
-              "weights": _weight_labels(model)}
-    arrays = _numbered("weights", model.get_weights())
+              "weights": weight_labels}
+    arrays = _numbered("weights", weights)
     write_atomically(path, lambda file: write_archive(file, config, arrays))
 
 
@@ -158,47 +150,66 @@ def _weights(config, arrays):
     return _arrays(arrays, "weights", len(labels))
 
 
-def load_model(path, compile=True, device="auto"):
-    from fastnn.models import Sequential
-    device = _training.resolve_device(device, "load_model")  # before the file's own errors
-    config, arrays = read_archive(path, (MODEL_FORMAT,))
-    try:
-        model = Sequential.from_config(config["model"]["config"])
-        model.set_weights(_weights(config, arrays))
-        model._dropout_seed = config["dropout_seed"]
-        compiled = config["compile"]
-        if compile and compiled is not None:
-            optimizer = optimizers.OPTIMIZER_CLASSES[compiled["optimizer"]["class_name"]]
-            loss = losses.LOSS_CLASSES[compiled["loss"]["class_name"]]
-            model.compile(optimizer=optimizer.from_config(compiled["optimizer"]["config"]),
-                          loss=loss.from_config(compiled["loss"]["config"]),
-                          metrics=compiled["metrics"], device=device)
-            if config["iterations"] is not None:
-                _restore_optimizer(model, config, arrays)
-    except _Invalid as e:
-        raise ValueError(f"cannot load {os.fspath(path)!r}: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"cannot load {os.fspath(path)!r}: its content does not describe a "
-                         f"valid model: {type(e).__name__}: {e}") from None
-    return model
+def read_model(path):
+    """The ``ModelFile`` at ``path``; ValueError if it is not a complete model file."""
+    return ModelFile(path, *read_archive(path, (MODEL_FORMAT,)))
 
 
-def _restore_optimizer(model, config, arrays):
-    net = model._ensure_net()
-    targets = net.optimizer_state()
-    state = _arrays(arrays, "optimizer", config["optimizer_arrays"])
-    if len(state) != len(targets) or any(s.shape != t.shape for s, t in zip(state, targets)):
-        raise _Invalid("its optimizer state does not fit the model")
-    for target, value in zip(targets, state):
-        target[...] = value
-    model._push_weights()
-    net.iterations = int(config["iterations"])
+class ModelFile:
+    """A model file's parts, each read when asked for, so that a part loading does not use
+    (the optimizer state, with compile=False) cannot make it fail. The parts raise KeyError,
+    TypeError or their own errors when missing or malformed: use them inside ``building``."""
+
+    def __init__(self, path, config, arrays):
+        self.path, self._config, self._arrays = os.fspath(path), config, arrays
+
+    @property
+    def model(self):
+        return self._config["model"]
+
+    @property
+    def compiled(self):
+        """The compile settings' config, None if the model was saved uncompiled."""
+        return self._config["compile"]
+
+    @property
+    def dropout_seed(self):
+        return self._config["dropout_seed"]
+
+    @property
+    def iterations(self):
+        """The optimizer's step count, None if the file holds no optimizer state."""
+        return self._config["iterations"]
+
+    def weights(self):
+        return _weights(self._config, self._arrays)
+
+    def optimizer_state(self, shapes):
+        """The optimizer's arrays, checked against ``shapes``, those the model's engine holds."""
+        state = _arrays(self._arrays, "optimizer", self._config["optimizer_arrays"])
+        if len(state) != len(shapes) or any(s.shape != t for s, t in zip(state, shapes)):
+            raise _Invalid("its optimizer state does not fit the model")
+        return state
+
+    @contextlib.contextmanager
+    def building(self):
+        """Around building the model from the parts: a fault in them is a ValueError naming
+        the file."""
+        try:
+            yield
+        except _Invalid as e:
+            raise ValueError(f"cannot load {self.path!r}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"cannot load {self.path!r}: its content does not describe a "
+                             f"valid model: {type(e).__name__}: {e}") from None
 
 
-def load_weights(model, path):
+def load_weights(path, set_weights, owner):
+    """Read the weights of a model or weights file and pass them to ``set_weights``; a
+    fault in the file, or weights that do not fit, is a ValueError naming it and ``owner``."""
     config, arrays = read_archive(path, (MODEL_FORMAT, WEIGHTS_FORMAT))
     try:
-        model.set_weights(_weights(config, arrays))
+        set_weights(_weights(config, arrays))
     except (_Invalid, ValueError) as e:
-        raise ValueError(f"cannot load weights from {os.fspath(path)!r} into {model.name}: "
+        raise ValueError(f"cannot load weights from {os.fspath(path)!r} into {owner}: "
                          f"{e}") from None

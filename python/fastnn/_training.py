@@ -27,9 +27,8 @@ def resolve_device(device, where):
                            f"nvcc when it was installed); reinstall it with the CUDA toolkit on "
                            f"PATH, or use device='cpu' or 'auto'")
     if device == "cuda" and info["cuda_devices"] == 0:
-        raise RuntimeError(f"{where}: device='cuda' needs a CUDA GPU, and this process sees none "
-                           f"(no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it); use "
-                           f"device='cpu' or 'auto'")
+        raise RuntimeError(f"{where}: device='cuda' needs a CUDA GPU, and this process has "
+                           f"none: {info['cuda_error']}; use device='cpu' or 'auto'")
     return device
 
 

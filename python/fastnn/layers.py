@@ -11,27 +11,16 @@ model is compiled they are views of the engine's memory, so ``get_weights()`` al
 shows the weights as trained and ``set_weights()`` writes straight into the engine.
 """
 
-import collections
 import math
 import numbers
 
 import numpy as np
 
-from fastnn import reference, utils
+from fastnn import _naming, reference, utils
 
 __all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer", "MaxPooling2D"]
 
 ACTIVATIONS = ("linear", "relu", "softmax")
-
-# Keras numbers layers per kind: conv2d, conv2d_1, ... (utils.clear_session() resets it).
-_name_counts = collections.Counter()
-
-
-def _unique_name(base):
-    count = _name_counts[base]
-    _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
-
 
 # ---------------------------------------------------------------------------
 # argument checks
@@ -178,7 +167,7 @@ class Layer:
                             f"{', '.join(sorted(kwargs))}")
         if name is not None and not (isinstance(name, str) and name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty str, got {name!r}")
-        self.name = name or _unique_name(self.base_name)
+        self.name = name or _naming.unique_name(self.base_name)
         self.declared_input_shape = None if input_shape is None else check_shape(
             input_shape, f"{self.name}: input_shape")
         self.model = None           # the Sequential this layer belongs to

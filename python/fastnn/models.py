@@ -12,19 +12,16 @@ one). A NaN or infinite loss during ``fit`` raises FloatingPointError naming the
 batch, unless a callback (e.g. ``callbacks.TerminateOnNaN``) stops training first.
 """
 
-import collections
 import math
 
 import numpy as np
 
-from fastnn import _saving, _training, losses, optimizers, utils
+from fastnn import _naming, _saving, _training, losses, optimizers, utils
 from fastnn import callbacks as callbacks_module
 from fastnn import metrics as metrics_module
 from fastnn.layers import LAYER_CLASSES, InputLayer, Layer, check_shape, check_weights
 
 __all__ = ["Sequential", "load_model"]
-
-_name_counts = collections.Counter()
 
 
 def _callbacks(callbacks, where):
@@ -44,11 +41,7 @@ class Sequential:
     ...])`` or ``Sequential()`` then ``add(layer)``."""
 
     def __init__(self, layers=None, name=None):
-        if name is None:
-            count = _name_counts["sequential"]
-            _name_counts["sequential"] += 1
-            name = "sequential" if count == 0 else f"sequential_{count}"
-        self.name = name
+        self.name = _naming.unique_name("sequential") if name is None else name
         self.optimizer = None
         self.loss = None
         self.stop_training = False
@@ -179,12 +172,14 @@ class Sequential:
     def set_weights(self, weights):
         """Overwrite all weights; ValueError names the first array of wrong count or shape."""
         targets = [w for layer in self._layers for w in layer._weights]
-        labels = [label for layer in self._layers for label in layer.weight_labels()]
-        values = check_weights(targets, weights, labels, "set_weights")
+        values = check_weights(targets, weights, self._weight_labels(), "set_weights")
         self._pull_weights()
         for target, value in zip(targets, values):
             target[...] = value
         self._push_weights()
+
+    def _weight_labels(self):
+        return [label for layer in self._layers for label in layer.weight_labels()]
 
     # -- the engine ----------------------------------------------------------
 
@@ -565,22 +560,62 @@ class Sequential:
             model.build([None, *config["input_shape"]])
         return model
 
+    def _compile_config(self):
+        """The compile settings as a model file records them; None before compile()."""
+        if self.loss is None:
+            return None
+        return {"optimizer": {"class_name": type(self.optimizer).__name__,
+                              "config": self.optimizer.get_config()},
+                "loss": {"class_name": type(self.loss).__name__, "config": self.loss.get_config()},
+                "metrics": list(self._metric_names)}
+
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state to one file (a zip,
         see fastnn._saving), atomically: a failed save leaves any previous file intact."""
-        _saving.save_model(self, filepath)
+        compiled = self._compile_config()
+        net = self._net if compiled else None
+        self._pull_weights()  # a GPU engine's weights and optimizer state, as trained
+        state = [a.copy() for a in net.optimizer_state()] if net is not None else []
+        _saving.save_model(filepath, {"class_name": "Sequential", "config": self.get_config()},
+                           compiled, self._dropout_seed, self._weight_labels(),
+                           self.get_weights(), net.iterations if net is not None else None,
+                           state)
 
     def save_weights(self, filepath):
         """Save the weights alone (same file format, atomic)."""
-        _saving.save_weights(self, filepath)
+        _saving.save_weights(filepath, self._weight_labels(), self.get_weights())
 
     def load_weights(self, filepath):
         """Load weights saved by save_weights() or save() into this model (same architecture)."""
-        _saving.load_weights(self, filepath)
+        _saving.load_weights(filepath, self.set_weights, self.name)
+
+    def _restore_optimizer(self, saved):
+        """Put a model file's (``_saving.ModelFile``) optimizer state into the new engine."""
+        net = self._ensure_net()
+        targets = net.optimizer_state()
+        for target, value in zip(targets, saved.optimizer_state([t.shape for t in targets])):
+            target[...] = value
+        self._push_weights()
+        net.iterations = int(saved.iterations)
 
 
 def load_model(filepath, compile=True, device="auto"):
     """A model saved by ``model.save``, compiled for ``device`` (as compile's; a file
     does not record the device it was trained on) and with its optimizer state unless
     ``compile=False``. ValueError names the file and what is wrong with it."""
-    return _saving.load_model(filepath, compile=compile, device=device)
+    device = _training.resolve_device(device, "load_model")  # before the file's own errors
+    saved = _saving.read_model(filepath)
+    with saved.building():
+        model = Sequential.from_config(saved.model["config"])
+        model.set_weights(saved.weights())
+        model._dropout_seed = saved.dropout_seed
+        compiled = saved.compiled
+        if compile and compiled is not None:
+            optimizer = optimizers.OPTIMIZER_CLASSES[compiled["optimizer"]["class_name"]]
+            loss = losses.LOSS_CLASSES[compiled["loss"]["class_name"]]
+            model.compile(optimizer=optimizer.from_config(compiled["optimizer"]["config"]),
+                          loss=loss.from_config(compiled["loss"]["config"]),
+                          metrics=compiled["metrics"], device=device)
+            if saved.iterations is not None:
+                model._restore_optimizer(saved)
+    return model

@@ -12,8 +12,9 @@ import numpy as np
 
 from fastnn import _C
 
-__all__ = ["adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward", "gemm",
-           "maxpool2d", "maxpool2d_backward", "relu", "relu_backward", "softmax_cross_entropy"]
+__all__ = ["adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward", "dropout",
+           "gemm", "maxpool2d", "maxpool2d_backward", "relu", "relu_backward", "sgd_update",
+           "softmax", "softmax_cross_entropy"]
 
 _MAX_WINDOW = 1 << 30  # strides and pool sizes beyond this are certainly mistakes
 _MAX_LABEL = 1 << 31   # class indices beyond this are certainly mistakes
@@ -107,15 +108,36 @@ def _device(value):
     return value
 
 
-def _in_place(value, name):
+def _real(value, name):
+    """A finite Python float, or TypeError/ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    try:
+        result = float(value)
+    except OverflowError:
+        result = float("inf")
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return result
+
+
+def _int_in(value, name, low, high):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def _in_place(value, name, op="adam_update"):
     """A float32 C-contiguous array to update: ``value`` itself or a working copy."""
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array (adam_update updates it in place), "
+        raise TypeError(f"{name} must be a NumPy array ({op} updates it in place), "
                         f"got {type(value).__name__}")
     if value.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {value.dtype}")
     if not value.flags.writeable:
-        raise ValueError(f"{name} must be writable (adam_update updates it in place)")
+        raise ValueError(f"{name} must be writable ({op} updates it in place)")
     if value.dtype == np.float32 and value.flags.c_contiguous:
         return value
     return np.asarray(value, dtype=np.float32, order="C")
@@ -188,6 +210,24 @@ def relu_backward(x, dy, device="cpu"):
     return _C.relu_backward(_floats(x, "x"), _floats(dy, "dy"), device=_device(device))
 
 
+def dropout(x, rate, seed=0, layer_index=0, iteration=0, device="cpu"):
+    """(y, mask): the training engine's dropout of layer ``layer_index`` at optimizer step
+    ``iteration`` with dropout seed ``seed`` (reference_net.dropout_keep_mask); mask is 0
+    or 1/(1 - rate) per element and y = x * mask."""
+    rate = _real(rate, "rate")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+    seed = _int_in(seed, "seed", 0, 2**64 - 1)
+    layer_index = _int_in(layer_index, "layer_index", 0, 2**40 - 1)
+    iteration = _int_in(iteration, "iteration", 0, 2**62)
+    return _C.dropout(_floats(x, "x"), rate, seed, layer_index, iteration, device=_device(device))
+
+
+def softmax(logits, device="cpu"):
+    """Row-wise softmax of logits (N, C) as the engine's predict forms it."""
+    return _C.softmax(_floats(logits, "logits"), device=_device(device))
+
+
 def softmax_cross_entropy(logits, labels, device="cpu"):
     """(loss, dlogits): mean cross-entropy of softmax(logits) (N, C) against int labels (N,),
     and its gradient (softmax - onehot) / N."""
@@ -218,6 +258,27 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsi
     _C.adam_update(work[0], _floats(grad, "grad"), work[1], work[2], min(int(step), 2**62),
                    hyper["lr"], hyper["beta_1"], hyper["beta_2"], hyper["epsilon"],
                    device=_device(device))
+    for original, updated in zip(originals, work):
+        if updated is not original:
+            original[...] = updated
+
+
+def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False, device="cpu"):
+    """One SGD step (Keras's form) updating param, and velocity when momentum > 0, in place:
+    velocity = momentum * velocity - lr * grad; param += momentum * velocity - lr * grad
+    with nesterov, else param += velocity (param -= lr * grad without momentum). velocity
+    may be None only when momentum is 0."""
+    lr, momentum = _real(lr, "lr"), _real(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    nesterov = _bool(nesterov, "nesterov")
+    if velocity is None and momentum != 0.0:
+        raise ValueError(f"velocity must be an array when momentum is not 0 (got momentum="
+                         f"{momentum!r})")
+    originals = [a for a in (param, velocity) if a is not None]
+    work = [_in_place(a, name, "sgd_update") for a, name in zip(originals, ("param", "velocity"))]
+    _C.sgd_update(work[0], _floats(grad, "grad"), work[1] if len(work) > 1 else None, lr,
+                  momentum, nesterov, device=_device(device))
     for original, updated in zip(originals, work):
         if updated is not original:
             original[...] = updated

@@ -10,6 +10,8 @@ import random
 
 import numpy as np
 
+from fastnn import _naming
+
 __all__ = ["clear_session", "normalize", "set_random_seed", "to_categorical"]
 
 _generator = np.random.default_rng()
@@ -40,9 +42,7 @@ def generator():
 
 def clear_session():
     """Reset layer-name numbering, so the next model's layers are conv2d, dense, ... again."""
-    from fastnn import layers, models  # here: both modules import this one
-    layers._name_counts.clear()
-    models._name_counts.clear()
+    _naming.clear()
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

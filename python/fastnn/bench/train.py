@@ -26,7 +26,8 @@ import traceback
 import numpy as np
 
 import fastnn
-from fastnn import _cli, datasets, optimizers, utils
+from fastnn import datasets, optimizers, utils
+from fastnn._seed_cnn import seed_cnn
 from fastnn.bench import _common
 from fastnn.reference_net import ReferenceNet
 
@@ -135,7 +136,7 @@ def _load_fashion_mnist(offline):
 def _fastnn_model(device="cpu", metrics=None, model=None):
     """The seed model (or ``model``) compiled for ``device``: never 'auto', so that the CPU
     benchmark stays on the CPU on a machine with a GPU."""
-    model = model or _cli.build_model()
+    model = model or seed_cnn()
     model.compile(optimizer=optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=EPSILON),
                   loss="sparse_categorical_crossentropy", metrics=metrics, device=device)
     return model
@@ -515,7 +516,7 @@ def device_contenders(args, threads):
 
 def _seed_model():
     """A built, uncompiled seed model and copies of its Glorot-initialised weights."""
-    model = _cli.build_model()
+    model = seed_cnn()
     return model, [np.array(w, np.float32) for w in model.get_weights()]
 
 
@@ -699,7 +700,7 @@ def _main_device(args, threads, out):
             "benchmark": "train", "device": "cuda",
             "peers_device": "cpu" if args.peers_on_cpu else "cuda",
             "precision": "tf32" if args.tf32 else "float32", "model": "seed CNN",
-            "parameters": _cli.build_model().count_params(), "data": data,
+            "parameters": seed_cnn().count_params(), "data": data,
             "rounds": args.rounds, "machine": facts, "results": results,
             "skipped": skipped, "failed": failed})
     return 1 if failed else 0

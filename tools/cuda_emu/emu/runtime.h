@@ -29,6 +29,8 @@ namespace emu {
 
 struct Options {
   int devices = 1;           // FASTNN_EMU_DEVICES=0: a machine without a GPU
+  bool old_driver = false;   // FASTNN_EMU_DEVICES=old-driver: a driver too old for the runtime
+  long fail_graph_launch = 0;  // FASTNN_EMU_FAIL_GRAPH_LAUNCH=N: the Nth cudaGraphLaunch fails
   bool reverse = false;      // FASTNN_EMU_ORDER=reverse: blocks and threads in reverse order
   bool abort_on_error = false;  // FASTNN_EMU_ABORT=1: abort() at the first diagnosed error
   bool quiet = false;        // FASTNN_EMU_QUIET=1: no diagnostics on stderr
@@ -42,7 +44,11 @@ inline const Options& options() {
       const char* v = std::getenv(name);
       return v && *v ? v : nullptr;
     };
-    if (const char* v = env("FASTNN_EMU_DEVICES")) r.devices = std::atoi(v) > 0 ? 1 : 0;
+    if (const char* v = env("FASTNN_EMU_DEVICES")) {
+      r.old_driver = std::strcmp(v, "old-driver") == 0;
+      r.devices = !r.old_driver && std::atoi(v) > 0 ? 1 : 0;
+    }
+    if (const char* v = env("FASTNN_EMU_FAIL_GRAPH_LAUNCH")) r.fail_graph_launch = std::atol(v);
     if (const char* v = env("FASTNN_EMU_ORDER")) r.reverse = std::strcmp(v, "reverse") == 0;
     if (const char* v = env("FASTNN_EMU_ABORT")) r.abort_on_error = std::strcmp(v, "0") != 0;
     if (const char* v = env("FASTNN_EMU_QUIET")) r.quiet = std::strcmp(v, "0") != 0;
@@ -706,6 +712,7 @@ inline const char* cudaGetErrorString(cudaError_t error) {
 
 inline cudaError_t cudaGetDeviceCount(int* count) {
   *count = emu::options().devices;
+  if (emu::options().old_driver) return emu::record(cudaErrorInsufficientDriver);
   return emu::record(*count ? cudaSuccess : cudaErrorNoDevice);
 }
 
@@ -1651,6 +1658,10 @@ inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
     emu::diagnose("cudaGraphLaunch: executable graph " + emu::pointer_text(exec) +
                   " was destroyed or never instantiated");
     return emu::record(cudaErrorInvalidValue);
+  }
+  static long launches = 0;  // fault injection: a launch that fails without running
+  if (++launches == emu::options().fail_graph_launch) {
+    return emu::record(cudaErrorLaunchOutOfResources);
   }
   auto child = std::make_shared<emu::ChildGraphNode>();
   child->nodes = exec->nodes;
