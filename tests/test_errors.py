@@ -43,6 +43,14 @@ def adam(**changes):
     return ops.adam_update(**args)
 
 
+def sgd(**changes):
+    """sgd_update on fresh (3, 4) arrays with momentum, any argument replaced by `changes`."""
+    args = dict(param=f32(3, 4), grad=f32(3, 4, seed=1), velocity=np.zeros((3, 4), np.float32),
+                lr=0.01, momentum=0.9)
+    args.update(changes)
+    return ops.sgd_update(**args)
+
+
 def read_only(array):
     array = array.copy()
     array.setflags(write=False)
@@ -330,6 +338,35 @@ CASES = [
          V, r"logits must be finite, got -inf at flat index 0"),
     Case("sce-logits-str", lambda: ops.softmax_cross_entropy("logits", LABELS), T,
          r"logits must be an array of real numbers"),
+
+    # ---- softmax, dropout ------------------------------------------------------------
+    Case("softmax-1d", lambda: ops.softmax(LOGITS[0]), V,
+         r"logits must be a 2-D array \(N, classes\), got shape \(3,\)"),
+    Case("softmax-nan", lambda: ops.softmax(np.array([[0.0, np.nan]])), V,
+         r"logits must be finite, got nan at flat index 1"),
+    Case("softmax-str", lambda: ops.softmax("z"), T, r"logits must be an array of real numbers"),
+    Case("dropout-rate-one", lambda: ops.dropout(XD, 1.0), V, r"rate must be in \[0, 1\), got 1\.0"),
+    Case("dropout-rate-negative", lambda: ops.dropout(XD, -0.1), V, r"rate must be in \[0, 1\)"),
+    Case("dropout-rate-str", lambda: ops.dropout(XD, "half"), T, r"rate must be a real number"),
+    Case("dropout-seed-negative", lambda: ops.dropout(XD, 0.5, seed=-1), V,
+         r"seed must be in \[0, 18446744073709551615\], got -1"),
+    Case("dropout-iteration-float", lambda: ops.dropout(XD, 0.5, iteration=1.5), T,
+         r"iteration must be an int, got float 1\.5"),
+    Case("dropout-empty", lambda: ops.dropout(f32(0, 3), 0.5), V, r"x must not be empty"),
+
+    # ---- sgd_update ------------------------------------------------------------------
+    Case("sgd_update-velocity-missing", lambda: sgd(velocity=None), V,
+         r"velocity must be an array when momentum is not 0"),
+    Case("sgd_update-velocity-shape", lambda: sgd(velocity=np.zeros((4, 3), np.float32)), V,
+         r"velocity must have shape \(3, 4\) \(the shape of param\), got \(4, 3\)"),
+    Case("sgd_update-param-read-only", lambda: sgd(param=read_only(f32(3, 4))), V,
+         r"param must be writable \(sgd_update updates it in place\)"),
+    Case("sgd_update-grad-shape", lambda: sgd(grad=f32(3, 5)), V,
+         r"grad must have shape \(3, 4\) .*got \(3, 5\)"),
+    Case("sgd_update-momentum-above-one", lambda: sgd(momentum=1.5), V,
+         r"momentum must be in \[0, 1\], got 1\.5"),
+    Case("sgd_update-lr-nan", lambda: sgd(lr=float("nan")), V, r"lr must be a finite real number"),
+    Case("sgd_update-nesterov-int", lambda: sgd(nesterov=1), T, r"nesterov must be"),
 
     # ---- adam_update -----------------------------------------------------------------
     Case("adam-param-list", lambda: adam(param=[[0.0] * 4] * 3), T,

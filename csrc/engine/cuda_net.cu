@@ -1,9 +1,10 @@
 // cuda_net.cu — the training step of a Sequential stack on the GPU (cuda_net.h):
 //   state:    a TrainState in device memory says which dataset, epoch order, step and
 //             optimizer step the next step runs; the step's last kernel advances it;
-//   step:     gather the batch, forward (conv + bias + ReLU fused), softmax + cross-entropy,
-//             backward (a ReLU undone inside the pooling gradient), Adam or SGD over the
-//             flat parameter buffer in one launch, record loss and correct count;
+//   step:     gather the batch, forward (walk.h's layer walk, conv + bias + ReLU fused),
+//             softmax + cross-entropy, backward (walk.h's, a ReLU undone inside the pooling
+//             gradient), Adam or SGD over the flat parameter buffer in one launch, record
+//             loss and correct count;
 //   graphs:   that step, captured once per batch size, is replayed for every step, so a
 //             step costs one graph launch on the host and nothing on the Python side;
 //   results:  each run of steps ends with a copy of its slots to pinned host memory and
@@ -20,6 +21,7 @@
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/kernels.h"
+#include "engine/walk.h"
 
 namespace fastnn {
 
@@ -157,6 +159,8 @@ struct CudaNet::Impl {
                  Mode mode, int64_t first, int64_t iterations, double learning_rate,
                  float* outputs = nullptr, int64_t outputs_first_row = 0);
   void run_step(int64_t rows, Mode mode);
+  struct Hooks;  // what walk.h's step needs from this engine
+  StepBuffers buffers();
   const float* forward(int64_t rows, bool training);
   void backward(int64_t rows);
   void update();
@@ -272,101 +276,50 @@ void CudaNet::Impl::set_state(const CudaDataset* data, int64_t batch, bool shuff
 
 // ---- one step, as kernels on the stream (captured into a graph when training) -------
 
-const float* CudaNet::Impl::forward(int64_t rows, bool training) {
-  const Kernels& k = cuda::kernels;
-  const Exec ex = exec();
-  const float* in = batch_x.data();
-  for (size_t i = 0; i < plan.layers.size(); ++i) {
-    const PlannedLayer& layer = plan.layers[i];
-    const LayerSpec& spec = layer.spec;
-    float* y = outputs[i].data();
-    const bool relu = spec.activation == Activation::Relu;
-    const float* bias = layer.bias >= 0 ? params.data() + layer.bias : nullptr;
-    switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d:
-        k.conv2d_forward(conv_geometry(layer, rows), in, params.data() + layer.kernel, bias, relu,
-                         y, ex);
-        break;
-      case LayerSpec::Kind::MaxPool2d:
-        k.maxpool2d_forward(pool_geometry(layer, rows), in, y, argmax[i].data(), ex);
-        break;
-      case LayerSpec::Kind::Flatten:
-        y = const_cast<float*>(in);  // NHWC flattened in C order is the same memory
-        break;
-      case LayerSpec::Kind::Dense: {
-        k.gemm(dense_forward_gemm(layer, rows, in, params.data() + layer.kernel, bias, y), ex);
-        break;
-      }
-      case LayerSpec::Kind::Dropout: {
-        if (!training || spec.rate == 0.0) {
-          y = const_cast<float*>(in);
-          break;
-        }
-        const DropoutStep step = dropout_step(spec.rate, seed, i, 0);
-        cuda::dropout_forward_resident(rows * layer.out_size, in, y, step.threshold, step.scale,
-                                       dropout_layer_stream(seed, i), train_state.data(),
-                                       stream);
-        break;
-      }
-    }
-    out[i] = y;
-    in = y;
+// What only the GPU engine does in walk.h's step: dropout's coins are recomputed from
+// the iteration in TrainState (so one graph serves every step), and nothing runs fused.
+struct CudaNet::Impl::Hooks {
+  Impl& m;
+
+  float* output(size_t i) { return m.outputs[i].data(); }
+  int32_t* argmax(size_t i) { return m.argmax[i].data(); }
+  const float* out(size_t i) { return m.out[i]; }
+  void set_out(size_t i, const float* p) { m.out[i] = p; }
+  bool fused(size_t) { return false; }
+  void fused_forward(size_t, const float*, int64_t, const Exec&) {}
+  void fused_backward(size_t, const float*, const float*, float*, int64_t, const Exec&) {}
+  void dropout_forward(size_t i, const float* in, float* y, int64_t n, const Exec&) {
+    const PlannedLayer& layer = m.plan.layers[i];
+    const DropoutStep step = dropout_step(layer.spec.rate, m.seed, i, 0);
+    cuda::dropout_forward_resident(n * layer.out_size, in, y, step.threshold, step.scale,
+                                   dropout_layer_stream(m.seed, i), m.train_state.data(),
+                                   m.stream);
   }
-  return in;
+  void dropout_backward(size_t i, float* d, int64_t n, const Exec&) {
+    const PlannedLayer& layer = m.plan.layers[i];
+    const DropoutStep step = dropout_step(layer.spec.rate, m.seed, i, 0);
+    cuda::dropout_backward_resident(n * layer.out_size, d, d, step.threshold, step.scale,
+                                    dropout_layer_stream(m.seed, i), m.train_state.data(),
+                                    m.stream);
+  }
+  void begin() {}
+  void forward_done(size_t) {}
+  void backward_done(size_t) {}
+};
+
+StepBuffers CudaNet::Impl::buffers() {
+  return {params.data(), grads.data(), grad_a.data(), grad_b.data(), scratch_bias.data()};
+}
+
+const float* CudaNet::Impl::forward(int64_t rows, bool training) {
+  Hooks hooks{*this};
+  return forward_walk(plan, cuda::kernels, exec(), buffers(), batch_x.data(), rows, training,
+                      hooks);
 }
 
 void CudaNet::Impl::backward(int64_t rows) {
-  const Kernels& k = cuda::kernels;
-  const Exec ex = exec();
-  float* d = grad_a.data();  // gradient of the loss wrt the current layer's output
-  bool relu_done = false;    // a max-pool above already masked d by this layer's ReLU
-  for (size_t i = plan.layers.size(); i-- > 0;) {
-    const PlannedLayer& layer = plan.layers[i];
-    const LayerSpec& spec = layer.spec;
-    const float* in = i == 0 ? batch_x.data() : out[i - 1];
-    const bool need_dx = i > 0;
-    const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation == Activation::Relu;
-    float* other = d == grad_a.data() ? grad_b.data() : grad_a.data();
-    if (spec.activation == Activation::Relu && !relu_done) {
-      k.relu_backward(rows * layer.out_size, out[i], d, d, ex);
-    }
-    relu_done = false;
-    float* db = layer.bias >= 0 ? grads.data() + layer.bias : scratch_bias.data();
-    switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d: {
-        const Conv2dGeometry g = conv_geometry(layer, rows);
-        k.conv2d_backward_filter(g, in, d, grads.data() + layer.kernel, db, false, ex);
-        if (need_dx) k.conv2d_backward_data(g, params.data() + layer.kernel, d, other, ex);
-        d = other;
-        break;
-      }
-      case LayerSpec::Kind::MaxPool2d:
-        if (need_dx) {
-          k.maxpool2d_backward(pool_geometry(layer, rows), d, argmax[i].data(),
-                               input_from_relu ? out[i] : nullptr, other, ex);
-          relu_done = input_from_relu;
-        }
-        d = other;
-        break;
-      case LayerSpec::Kind::Flatten:
-        break;
-      case LayerSpec::Kind::Dense: {
-        k.gemm(dense_filter_gemm(layer, rows, in, d, grads.data() + layer.kernel), ex);
-        if (layer.bias >= 0) k.sum_rows(rows, spec.units, d, db, ex);
-        if (need_dx) k.gemm(dense_data_gemm(layer, rows, d, params.data() + layer.kernel, other), ex);
-        d = other;
-        break;
-      }
-      case LayerSpec::Kind::Dropout:
-        if (out[i] != in) {  // active in training: the gradient takes the same coins
-          const DropoutStep step = dropout_step(spec.rate, seed, i, 0);
-          cuda::dropout_backward_resident(rows * layer.out_size, d, d, step.threshold,
-                                          step.scale, dropout_layer_stream(seed, i),
-                                          train_state.data(), stream);
-        }
-        break;
-    }
-  }
+  Hooks hooks{*this};
+  backward_walk(plan, cuda::kernels, exec(), buffers(), batch_x.data(), rows, hooks);
 }
 
 void CudaNet::Impl::update() {

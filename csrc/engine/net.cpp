@@ -1,11 +1,9 @@
 // net.cpp — the training step of a Sequential stack, on the CPU kernels:
-//   forward:  each layer writes its post-activation output into its own buffer
-//             (Flatten and inference-time Dropout only alias their input);
+//   forward:  walk.h's layer walk; each layer writes its post-activation output into its
+//             own buffer (Flatten and inference-time Dropout only alias their input), a
+//             conv and the max-pool after it run fused, chunk by chunk, in L2;
 //   loss:     softmax + cross-entropy fused, giving dlogits;
-//   backward: two ping-pong gradient buffers; a fused ReLU is undone by masking with
-//             the layer's output (relu(z) > 0 exactly when z > 0), inside the pooling
-//             gradient when a max-pool follows it; the first layer skips its input
-//             gradient;
+//   backward: walk.h's, the fused pairs likewise;
 //   update:   Adam or SGD over the flat parameter buffer in one pass.
 #include "engine/net.h"
 
@@ -17,6 +15,7 @@
 #include "cpu/dispatch.h"
 #include "cpu/threads.h"
 #include "cpu/workspace.h"
+#include "engine/walk.h"
 
 namespace fastnn {
 namespace {
@@ -188,118 +187,57 @@ void Net::reserve(int64_t n, int threads) {
 
 // ---- the step ---------------------------------------------------------------------------
 
-const float* Net::forward(const float* x, int64_t n, bool training, const Exec& ex) {
-  const Kernels& k = cpu_kernels();
-  const float* in = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& layer = layers_[i];
-    const LayerSpec& spec = layer.spec;
-    float* out = layer.out_buffer.data();
-    const bool relu = spec.activation == Activation::Relu;
-    const float* bias = layer.bias >= 0 ? params_.data() + layer.bias : nullptr;
-    const auto start = std::chrono::steady_clock::now();
-    if (layer.pooled) {  // this conv and the max-pool after it, in one pass
-      conv_pool_forward(layer, layers_[i + 1], in, n, ex);
-      in = layers_[i + 1].out;
-      timings_.forward[i] += seconds_since(start);  // timed as the conv
-      ++i;
-      continue;
-    }
-    switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d:
-        k.conv2d_forward(conv_geometry(layer, n), in, params_.data() + layer.kernel, bias, relu,
-                         out, ex);
-        break;
-      case LayerSpec::Kind::MaxPool2d:
-        k.maxpool2d_forward(pool_geometry(layer, n), in, out, layer.argmax.data(), ex);
-        break;
-      case LayerSpec::Kind::Flatten:
-        layer.out = in;  // NHWC flattened in C order is the same memory
-        continue;
-      case LayerSpec::Kind::Dense: {
-        k.gemm(dense_forward_gemm(layer, n, in, params_.data() + layer.kernel, bias, out), ex);
-        break;
-      }
-      case LayerSpec::Kind::Dropout: {
-        if (!training || spec.rate == 0.0) {
-          layer.out = in;
-          continue;
-        }
-        const DropoutStep step = dropout_step(spec.rate, seed, i, iterations);
-        k.dropout_forward(n * layer.out_size, in, out, layer.mask.data(), step, ex);
-        break;
-      }
-    }
-    layer.out = out;
-    in = out;
-    timings_.forward[i] += seconds_since(start);
+// What only the CPU engine does in walk.h's step: the conv + max-pool pairs run fused,
+// dropout keeps its mask, and every layer is timed.
+struct Net::Hooks {
+  Net& net;
+  std::chrono::steady_clock::time_point start;
+
+  Layer& layer(size_t i) { return net.layers_[i]; }
+  float* output(size_t i) { return layer(i).out_buffer.data(); }
+  int32_t* argmax(size_t i) { return layer(i).argmax.data(); }
+  const float* out(size_t i) { return layer(i).out; }
+  void set_out(size_t i, const float* p) { layer(i).out = p; }
+  bool fused(size_t i) { return layer(i).pooled; }
+  void fused_forward(size_t i, const float* in, int64_t n, const Exec& ex) {
+    begin();
+    net.conv_pool_forward(layer(i), layer(i + 1), in, n, ex);
+    forward_done(i);  // timed as the conv
   }
-  return in;
+  void fused_backward(size_t i, const float* in, const float* dy, float* dx, int64_t n,
+                      const Exec& ex) {
+    begin();
+    net.conv_pool_backward(layer(i), layer(i + 1), in, dy, dx, n, ex);
+    backward_done(i);
+  }
+  void dropout_forward(size_t i, const float* in, float* y, int64_t n, const Exec& ex) {
+    Layer& l = layer(i);
+    const DropoutStep step = dropout_step(l.spec.rate, net.seed, i, net.iterations);
+    cpu_kernels().dropout_forward(n * l.out_size, in, y, l.mask.data(), step, ex);
+  }
+  void dropout_backward(size_t i, float* d, int64_t n, const Exec& ex) {
+    const float* mask = layer(i).mask.data();  // the gradient is masked the same way
+    parallel_for_blocks(n * layer(i).out_size, 16384, ex.threads, [=](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) d[j] *= mask[j];
+    });
+  }
+  void begin() { start = std::chrono::steady_clock::now(); }
+  void forward_done(size_t i) { net.timings_.forward[i] += seconds_since(start); }
+  void backward_done(size_t i) { net.timings_.backward[i] += seconds_since(start); }
+};
+
+StepBuffers Net::buffers() {
+  return {params_.data(), grads_.data(), grad_a_.data(), grad_b_.data(), scratch_bias_.data()};
 }
 
-void Net::backward(const float* x, float* dlogits, int64_t n, const Exec& ex) {
-  const Kernels& k = cpu_kernels();
-  float* d = dlogits;  // gradient of the loss wrt the current layer's output
-  bool relu_done = false;  // a max-pool above already masked d by this layer's ReLU
-  for (size_t i = layers_.size(); i-- > 0;) {
-    Layer& layer = layers_[i];
-    const LayerSpec& spec = layer.spec;
-    const float* in = i == 0 ? x : layers_[i - 1].out;
-    const bool need_dx = i > 0;
-    const bool input_from_relu = i > 0 && layers_[i - 1].spec.activation == Activation::Relu;
-    float* other = d == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-    const auto start = std::chrono::steady_clock::now();
-    if (spec.kind == LayerSpec::Kind::MaxPool2d && i > 0 && layers_[i - 1].pooled) {
-      // this max-pool and the conv before it, in one pass, timed as the conv
-      const float* conv_in = i == 1 ? x : layers_[i - 2].out;
-      conv_pool_backward(layers_[i - 1], layer, conv_in, d, i > 1 ? other : nullptr, n, ex);
-      d = other;
-      relu_done = false;
-      timings_.backward[i - 1] += seconds_since(start);
-      --i;
-      continue;
-    }
-    if (spec.activation == Activation::Relu && !relu_done) {
-      k.relu_backward(n * layer.out_size, layer.out, d, d, ex);
-    }
-    relu_done = false;
-    float* db = layer.bias >= 0 ? grads_.data() + layer.bias : scratch_bias_.data();
-    switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d: {
-        const Conv2dGeometry g = conv_geometry(layer, n);
-        k.conv2d_backward_filter(g, in, d, grads_.data() + layer.kernel, db, false, ex);
-        if (need_dx) k.conv2d_backward_data(g, params_.data() + layer.kernel, d, other, ex);
-        d = other;
-        break;
-      }
-      case LayerSpec::Kind::MaxPool2d:
-        if (need_dx) {
-          k.maxpool2d_backward(pool_geometry(layer, n), d, layer.argmax.data(),
-                               input_from_relu ? layer.out : nullptr, other, ex);
-          relu_done = input_from_relu;
-        }
-        d = other;
-        break;
-      case LayerSpec::Kind::Flatten:
-        break;
-      case LayerSpec::Kind::Dense: {
-        k.gemm(dense_filter_gemm(layer, n, in, d, grads_.data() + layer.kernel), ex);
-        if (layer.bias >= 0) k.sum_rows(n, spec.units, d, db, ex);
-        if (need_dx) k.gemm(dense_data_gemm(layer, n, d, params_.data() + layer.kernel, other), ex);
-        d = other;
-        break;
-      }
-      case LayerSpec::Kind::Dropout:
-        if (layer.out != in) {  // active this step: the gradient is masked the same way
-          const float* mask = layer.mask.data();
-          parallel_for_blocks(n * layer.out_size, 16384, ex.threads, [=](int64_t b, int64_t e) {
-            for (int64_t j = b; j < e; ++j) d[j] *= mask[j];
-          });
-        }
-        break;
-    }
-    timings_.backward[i] += seconds_since(start);
-  }
+const float* Net::forward(const float* x, int64_t n, bool training, const Exec& ex) {
+  Hooks hooks{*this, {}};
+  return forward_walk(plan_, cpu_kernels(), ex, buffers(), x, n, training, hooks);
+}
+
+void Net::backward(const float* x, int64_t n, const Exec& ex) {
+  Hooks hooks{*this, {}};
+  backward_walk(plan_, cpu_kernels(), ex, buffers(), x, n, hooks);
 }
 
 void Net::update(const Exec& ex) {
@@ -338,7 +276,7 @@ BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
   cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), &loss, ex);
   const int64_t correct = count_correct(logits, labels, n);
   timings_.loss += seconds_since(start);
-  backward(x, grad_a_.data(), n, ex);
+  backward(x, n, ex);
   start = std::chrono::steady_clock::now();
   update(ex);
   timings_.update += seconds_since(start);

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "engine/plan.h"
+#include "engine/walk.h"
 #include "ops.h"
 
 namespace fastnn {
@@ -87,8 +88,10 @@ class Net {
   void conv_pool_backward(Layer& conv, Layer& pool, const float* in, const float* dy,
                           float* dx, int64_t n, const Exec& ex);
   void reserve(int64_t n, int threads);
+  struct Hooks;  // what walk.h's step needs from this engine
+  StepBuffers buffers();
   const float* forward(const float* x, int64_t n, bool training, const Exec& ex);
-  void backward(const float* x, float* dlogits, int64_t n, const Exec& ex);
+  void backward(const float* x, int64_t n, const Exec& ex);  // from dlogits in grad_a_
   void update(const Exec& ex);
   int64_t count_correct(const float* logits, const int32_t* labels, int64_t n) const;
 
