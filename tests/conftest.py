@@ -4,6 +4,12 @@ import pytest
 import fastnn
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "big: an op case sized for a GPU; test_ops.py runs it on the cuda backend "
+                   "only, unless FASTNN_TEST_BIG=1")
+
+
 @pytest.fixture
 def restore_runtime():
     """Put back the thread count and CPU ISA path a test may change."""

@@ -8,13 +8,18 @@ import importlib.util
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
-from fastnn import __main__ as cli
+import pytest
+
+import fastnn
+from fastnn import __main__ as cli, reference
 from fastnn.bench import ops as bench_ops, train as bench_train
 
 OPTIONAL = {name for name in ("torch", "keras") if importlib.util.find_spec(name) is not None}
 TINY_OPS = ["--budget", "0.001", "--samples", "1", "--threads", "1"]
+HAS_GPU = fastnn.build_info()["cuda_devices"] > 0
 
 
 def test_train_reports_every_contender_per_batch(tmp_path, restore_runtime):
@@ -43,15 +48,20 @@ def test_ops_covers_every_op(tmp_path, restore_runtime):
     assert bench_ops.main([*TINY_OPS, "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     names = {(r["op"], r["direction"]) for r in report["results"]}
+    newer = {("softmax", "forward"), ("dropout", "forward"), ("sgd_update", "update")}
+    newer = {(op, d) for op, d in newer if hasattr(bench_ops.ops, op)}  # where built
     assert names == {(op, d) for op in ("conv2d", "maxpool2d", "dense", "relu")
                      for d in ("forward", "backward")} | {
-        ("softmax_xent", "fused"), ("adam_update", "update"), ("gemm", "forward")}
-    assert len(report["results"]) == 19
+        ("softmax_xent", "fused"), ("adam_update", "update"), ("gemm", "forward")} | newer
+    assert len(report["results"]) == 19 + len(newer)
     contenders = {"fastnn", "numpy"} | (OPTIONAL & {"torch"})
     for result in report["results"]:
         assert set(result["ms"]) == contenders and min(result["ms"].values()) > 0
         assert set(result["speedup"]) == contenders - {"fastnn"}
         assert min(result["speedup"].values(), default=1) > 0
+        # each fastnn result is checked once against fastnn.reference
+        assert result["max_rel_error"] < bench_ops.TOLERANCE and not result["mismatch"]
+    assert report["device"] == "cpu" and report["failed"] == {}
     assert report["floor"]["sgemm_gflops"] > 0
     assert round(report["floor"]["train_flop_per_image"] / 1e6, 1) == 16.4  # as DESIGN.md says
 
@@ -67,7 +77,7 @@ def test_ops_without_torch_skips_it(tmp_path, monkeypatch, capsys, restore_runti
 
 
 def test_cli_bench_json_to_stdout(capsys, restore_runtime):
-    assert cli.main(["bench", "ops", *TINY_OPS, "--filter", "softmax", "--json", "-"]) == 0
+    assert cli.main(["bench", "ops", *TINY_OPS, "--filter", "softmax_xent", "--json", "-"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)  # the table went to stderr
     assert [r["op"] for r in report["results"]] == ["softmax_xent"]
@@ -93,3 +103,110 @@ def test_cli_bench_without_a_suite_runs_both(monkeypatch):
     monkeypatch.setattr(bench_ops, "main", lambda argv: ran.append(("ops", argv)) or 0)
     assert cli.main(["bench"]) == 0
     assert ran == [("train", []), ("ops", [])]
+
+
+def test_ops_batch_sizes(tmp_path, restore_runtime):
+    path = tmp_path / "ops.json"
+    assert bench_ops.main([*TINY_OPS, "--batch", "2", "3", "--filter", "relu forward",
+                           "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert [r["shape"] for r in report["results"]] == ["2x26x26x32", "3x26x26x32"]
+    assert report["batches"] == [2, 3]
+
+
+def test_ops_a_wrong_result_fails(monkeypatch, capsys, restore_runtime):
+    monkeypatch.setattr(reference, "relu", lambda x: 2 * x)  # the reference disagrees
+    assert bench_ops.main([*TINY_OPS, "--filter", "relu forward"]) == 1
+    assert "MISMATCH relu forward" in capsys.readouterr().out
+
+
+class KernelTimer:
+    """A stand-in for fastnn._C's kernel timer (time_kernels, last_kernel_seconds), around
+    the real _C."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(bench_ops.ops._C, name)
+
+    def time_kernels(self, repeats):
+        self.calls.append(repeats)
+
+    def last_kernel_seconds(self):
+        return 2.5e-6
+
+
+def test_ops_cpu_kernel_time_column_where_c_has_the_timer(tmp_path, monkeypatch, capsys,
+                                                          restore_runtime):
+    timer = KernelTimer()
+    monkeypatch.setattr(bench_ops, "_C", timer)
+    path = tmp_path / "ops.json"
+    assert bench_ops.main([*TINY_OPS, "--filter", "relu backward", "--json", str(path)]) == 0
+    [result] = json.loads(path.read_text())["results"]
+    assert result["kernel_ms"] == pytest.approx(2.5e-3)
+    assert timer.calls and timer.calls[-1] == 0  # switched off again after each op call
+    assert all(r > 0 for r in timer.calls[::2]) and set(timer.calls[1::2]) == {0}
+    assert "fastnn kernel ms" in capsys.readouterr().out
+
+
+def test_ops_cpu_without_the_timer_has_no_kernel_column(tmp_path, monkeypatch, restore_runtime):
+    monkeypatch.setattr(bench_ops, "_C", types.SimpleNamespace())
+    path = tmp_path / "ops.json"
+    assert bench_ops.main([*TINY_OPS, "--filter", "relu forward", "--json", str(path)]) == 0
+    assert "kernel_ms" not in json.loads(path.read_text())["results"][0]
+
+
+# ---- bench ops --device cuda -------------------------------------------------------------------
+
+@pytest.mark.skipif(HAS_GPU, reason="this process has a GPU")
+def test_ops_cuda_without_a_gpu_refuses_clearly(capsys):
+    assert cli.main(["bench", "ops", "--device", "cuda"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: bench ops --device cuda: no CUDA GPU visible: ")
+    assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this process has a GPU")
+def test_ops_cuda_without_a_gpu_exits_without_a_traceback():
+    done = subprocess.run([sys.executable, "-m", "fastnn", "bench", "ops", "--device", "cuda"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "no CUDA GPU visible" in done.stderr and "Traceback" not in done.stderr
+
+
+def _fake_build_info(monkeypatch, **values):
+    info = dict(fastnn.build_info(), cuda_compiled=True, cuda_device_names=["a GPU"], **values)
+    monkeypatch.setattr(fastnn, "build_info", lambda: dict(info))
+
+
+def test_ops_cuda_refusal_names_the_cuda_error(monkeypatch, capsys):
+    _fake_build_info(monkeypatch, cuda_devices=0,
+                     cuda_error="cudaErrorInsufficientDriver: driver too old for this runtime")
+    assert bench_ops.main(["--device", "cuda"]) == 1
+    assert "no CUDA GPU visible: fastnn sees no CUDA device: cudaErrorInsufficientDriver" in \
+        capsys.readouterr().err
+
+
+def test_ops_cuda_without_the_kernel_timer_refuses(monkeypatch, capsys):
+    _fake_build_info(monkeypatch, cuda_devices=1, cuda_error=None)
+    monkeypatch.setattr(bench_ops, "_C", types.SimpleNamespace())
+    assert bench_ops.main(["--device", "cuda"]) == 1
+    assert "no kernel timer (time_kernels, last_kernel_seconds)" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU in this process")
+def test_ops_cuda_tiny_run(tmp_path, restore_runtime):
+    path = tmp_path / "ops.json"
+    assert bench_ops.main(["--device", "cuda", "--batch", "1", "--filter", "relu", *TINY_OPS,
+                           "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["device"] == "cuda"
+    assert [(r["op"], r["direction"]) for r in report["results"]] == \
+        [("relu", "forward"), ("relu", "backward")]
+    torch_on_gpu = "torch" not in report["skipped"]
+    for result in report["results"]:
+        assert set(result["ms"]) == {"fastnn"} | ({"torch"} if torch_on_gpu else set())
+        assert min(result["ms"].values()) > 0 and not result["mismatch"]
+        assert result["repeats"]["fastnn"] >= 1

@@ -1,6 +1,6 @@
 """Checks of fastnn.reference, the NumPy spec: gradients against central finite
 differences, forward ops against naive loops, Keras's padding arithmetic, stability
-of the fused softmax cross-entropy, Adam against a hand-computed example, dtypes."""
+of the fused softmax cross-entropy, Adam and SGD against hand-computed examples, dtypes."""
 
 import math
 
@@ -435,6 +435,78 @@ def test_adam_update_keeps_float32():
     np.testing.assert_allclose(param, [0.499, -0.999, 1.999], rtol=1e-6)
     with pytest.raises(ValueError):
         ref.adam_update(param, param, m, v, step=0)
+
+
+# ---------------------------------------------------------------------------
+# sgd
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.5, True)],
+                         ids=["plain", "momentum", "nesterov"])
+def test_sgd_update_two_steps_by_hand(momentum, nesterov):
+    lr = 0.1
+    param0 = [0.5, -1.0, 2.0]
+    grads = [[0.1, -0.2, 0.3], [-0.05, 0.4, 0.0]]
+
+    # Keras 3's SGD in plain Python floats, element by element.
+    expected_param, u = list(param0), [0.0] * 3
+    expected_after_step = []
+    for g in grads:
+        for k in range(3):
+            if momentum == 0:
+                expected_param[k] -= lr * g[k]
+            else:
+                u[k] = momentum * u[k] - lr * g[k]
+                expected_param[k] += momentum * u[k] - lr * g[k] if nesterov else u[k]
+        expected_after_step.append(list(expected_param))
+
+    param = np.array(param0)
+    velocity = np.zeros(3)
+    param_id, velocity_id = id(param), id(velocity)
+    for step, g in enumerate(grads):
+        assert ref.sgd_update(param, np.array(g), velocity, lr, momentum, nesterov) is None
+        np.testing.assert_allclose(param, expected_after_step[step], rtol=1e-15, atol=0)
+        if step == 0 and not nesterov:
+            # From zero velocity the first step is plain SGD's, with or without momentum.
+            np.testing.assert_allclose(param, np.array(param0) - lr * np.array(g), rtol=1e-15)
+    assert (id(param), id(velocity)) == (param_id, velocity_id)
+    np.testing.assert_allclose(velocity, u, rtol=1e-15, atol=0)
+
+
+def test_sgd_update_without_momentum_needs_no_velocity():
+    param, grad = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    ref.sgd_update(param, grad, None, lr=0.2)
+    np.testing.assert_allclose(param, [0.9, -2.05], rtol=1e-15)
+    velocity = np.array([3.0, 4.0])
+    ref.sgd_update(param, grad, velocity, lr=0.2)  # momentum 0: velocity is left alone
+    np.testing.assert_allclose(param, [0.8, -2.1], rtol=1e-15)
+    assert velocity.tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match="velocity"):
+        ref.sgd_update(param, grad, None, lr=0.2, momentum=0.9)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_on_a_constant_gradient_reaches_terminal_velocity(nesterov):
+    """With a constant gradient g, velocity -> -lr * g / (1 - momentum), and each step then
+    moves param by that much (Nesterov's look-ahead step is the same at the fixed point)."""
+    lr, momentum, g = 0.01, 0.9, np.array([1.0, -3.0])
+    param, velocity = np.zeros(2), np.zeros(2)
+    for _ in range(400):
+        ref.sgd_update(param, g, velocity, lr, momentum, nesterov)
+    terminal = -lr * g / (1 - momentum)
+    np.testing.assert_allclose(velocity, terminal, rtol=1e-12)
+    before = param.copy()
+    ref.sgd_update(param, g, velocity, lr, momentum, nesterov)
+    np.testing.assert_allclose(param - before, terminal, rtol=1e-12)
+
+
+def test_sgd_update_keeps_float32():
+    param, velocity = np.array([0.5, -1.0, 2.0], np.float32), np.zeros(3, np.float32)
+    grad = np.array([0.1, -0.2, 0.3], np.float32)
+    ref.sgd_update(param, grad, velocity, lr=0.01, momentum=0.9, nesterov=True)
+    assert param.dtype == velocity.dtype == np.float32
+    np.testing.assert_allclose(velocity, [-0.001, 0.002, -0.003], rtol=1e-6)
+    np.testing.assert_allclose(param, [0.5 - 0.0019, -1.0 + 0.0038, 2.0 - 0.0057], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------

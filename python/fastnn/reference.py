@@ -356,3 +356,30 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsi
     m += (grad - m) * (1 - beta_1)
     v += (grad * grad - v) * (1 - beta_2)
     param -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+# ---------------------------------------------------------------------------
+# sgd
+# ---------------------------------------------------------------------------
+
+def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False):
+    """One SGD step, Keras 3 semantics; updates param (and velocity) in place, returns None.
+
+    In the arrays' dtype:
+        momentum == 0:  param -= lr * grad           (velocity is neither read nor written;
+                                                      it may be None)
+        otherwise:      velocity = momentum * velocity - lr * grad
+                        param   += momentum * velocity - lr * grad   if nesterov
+                        param   += velocity                           otherwise
+    """
+    if momentum == 0:
+        param -= lr * grad
+        return
+    if velocity is None:
+        raise ValueError(f"velocity must be an array when momentum != 0 (got momentum {momentum})")
+    velocity *= momentum
+    velocity -= lr * grad
+    if nesterov:
+        param += momentum * velocity - lr * grad
+    else:
+        param += velocity

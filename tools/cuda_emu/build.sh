@@ -4,7 +4,7 @@
 # Sources and flags come from CMakeLists.txt (build_plan.py); the build is incremental.
 #
 #   bash tools/cuda_emu/build.sh [--asan] [--site DIR] [--build-dir DIR] [-j N] [--selftest]
-#   PYTHONPATH=/tmp/fastnn_emu/site python -m pytest -m gpu tests/test_cuda.py
+#   PYTHONPATH=/tmp/fastnn_emu/site python -m pytest -m gpu tests/test_ops.py
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,7 +83,7 @@ if [ "$selftest" = 1 ]; then
 fi
 
 echo "run the CUDA tests on the emulator:"
-echo "  $env_prefix $python -m pytest -q -m gpu tests/test_cuda.py"
+echo "  $env_prefix $python -m pytest -q -m gpu tests/test_ops.py"
 if [ "$asan" = 1 ]; then
   echo "(ASan and UBSan stop the process at the first error and print it to stderr: add -s"
   echo " to pytest so the report is not captured, or ASAN_OPTIONS=...:log_path=/tmp/asan.)"

@@ -1,14 +1,27 @@
 """``python -m fastnn bench ops``: each op and direction alone, at the seed CNN's shapes.
 
-Contenders per op: ``fastnn.ops`` (the C++ kernels), ``fastnn.reference`` (the NumPy spec)
-and the natural PyTorch equivalent when torch imports (NCHW, its own layout). Each is timed
-with perf_counter in interleaved samples within a time budget; the table gives the best
-sample's time per call (someone else's work only ever adds time) and the ratios (> 1: fastnn
-faster), then the machine's SGEMM rate (NumPy's
-``a @ b``) and the floor it sets for a training step.
+``--device cpu`` (the default): ``fastnn.ops`` (the C++ kernels), ``fastnn.reference`` (the
+NumPy spec) and the natural PyTorch equivalent when torch imports (NCHW, its own layout),
+each timed with perf_counter in interleaved samples within a time budget, every call from
+Python with its argument conversion. Where ``fastnn._C`` has the kernel timer, a column adds
+fastnn's kernel time alone.
+
+``--device cuda``: fastnn's CUDA kernels on data already on the GPU against PyTorch's on
+torch tensors already on the GPU, float32 throughout (TF32 off). fastnn's time comes from
+``fastnn._C.time_kernels(R)``: each op call uploads its inputs once, runs its kernel(s)
+once untimed and then R times between CUDA events on its stream, and
+``_C.last_kernel_seconds()`` gives the mean per run; no transfer is in it. PyTorch's: one
+untimed call, then R calls between CUDA events (its eager dispatch is in the time where a
+kernel is shorter than a launch). NumPy is no contender there: each fastnn result is checked
+once against ``fastnn.reference``.
+
+The table gives the best sample's time per call (someone else's work only ever adds time)
+and the ratios contender/fastnn (> 1: fastnn faster), then the SGEMM rate (NumPy's ``a @ b``
+on the CPU, PyTorch's ``torch.mm`` on the GPU) and the floor it sets for a training step.
 """
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -16,20 +29,26 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from fastnn import ops, reference
+import fastnn
+from fastnn import _C, ops, reference, reference_net
 from fastnn.bench import _common
 
 DESCRIPTION = "Time each op and direction alone at the seed CNN's shapes: fastnn.ops against " \
-              "fastnn.reference (NumPy) and PyTorch."
+              "fastnn.reference (NumPy) and PyTorch on the CPU, or (--device cuda) fastnn's " \
+              "CUDA kernels against PyTorch's on device-resident data."
 BATCH = 64
-CONVS = [((BATCH, 28, 28, 1), (3, 3, 1, 32)), ((BATCH, 13, 13, 32), (3, 3, 32, 64)),
-         ((BATCH, 5, 5, 64), (3, 3, 64, 64))]
-POOLS = [(BATCH, 26, 26, 32), (BATCH, 11, 11, 64)]
+CONVS = [((28, 28, 1), (3, 3, 1, 32)), ((13, 13, 32), (3, 3, 32, 64)),
+         ((5, 5, 64), (3, 3, 64, 64))]
+POOLS = [(26, 26, 32), (11, 11, 64)]
 DENSES = [(576, 64), (64, 10)]
-RELU = (BATCH, 26, 26, 32)
+RELU = (26, 26, 32)
 CLASSES = 10
 ADAM_PARAMETERS = 93_322  # the seed CNN's
+DROPOUT_RATE = 0.5
+SGD_MOMENTUM = 0.9
 GEMM = 1024
+TOLERANCE = 1e-4  # the check of each result: a gross-error check (the tests hold 1e-5)
+MAX_REPEATS = 100_000  # kernel runs per timed sample
 
 # Multiply-adds per image of the seed CNN's forward pass: conv 1-3, dense 1-2 (about 2.8 M).
 # A training step does the forward, every weight gradient and every input gradient but
@@ -41,6 +60,13 @@ TRAIN_FLOP_PER_IMAGE = 2 * (3 * sum(FORWARD_MACS) - FORWARD_MACS[0])
 def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="python -m fastnn bench ops", description=DESCRIPTION)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu: fastnn's CPU kernels against NumPy and PyTorch on the CPU; "
+                             "cuda: fastnn's CUDA kernels against PyTorch's, both on data "
+                             "resident on the GPU, kernel time only (default: cpu)")
+    parser.add_argument("--batch", type=_common.positive_int, nargs="+", default=[BATCH],
+                        help=f"batch sizes of the batched ops (default: {BATCH}, the seed "
+                             f"CNN's); GEMM and Adam have none")
     parser.add_argument("--filter", metavar="SUBSTRING",
                         help="only the ops whose 'op direction shape' contains SUBSTRING, "
                              "e.g. conv2d, backward, 13x13")
@@ -67,12 +93,17 @@ class Case(NamedTuple):
     direction: str
     shape: str
     flop: Optional[int]  # per call, where a GFLOP/s rate means something
-    setup: Callable      # setup(rng, torch or None) -> {contender: run the op once}
+    setup: Callable      # setup(rng, torch or None, device) -> {contender: run the op once}
 
     @property
     def name(self):
         return f"{self.op} {self.direction} {self.shape}"
 
+
+# Each setup returns {"fastnn": ..., "numpy": ..., "torch": ...} (torch only with torch),
+# each a call that runs the op once. fastnn's runs on `device`, its inputs NumPy arrays;
+# torch's takes tensors already on `device`. fastnn's and NumPy's return the op's results
+# in the same structure, so that one can check the other.
 
 def _shape(*shapes):
     return " ".join("x".join(map(str, s)) for s in shapes)
@@ -82,28 +113,32 @@ def _normal(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def _nchw(torch, x):
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+def _tensor(torch, array, device):
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _nchw(torch, x, device):
+    return _tensor(torch, x.transpose(0, 3, 1, 2), device)
 
 
 def _conv(x_shape, w_shape, backward):
-    def setup(rng, torch):
+    def setup(rng, torch, device):
         x, w = _normal(rng, x_shape), _normal(rng, w_shape, 0.1)
         b = np.zeros(w_shape[3], np.float32)
         if not backward:
-            calls = {"fastnn": lambda: ops.conv2d(x, w, b),
+            calls = {"fastnn": lambda: ops.conv2d(x, w, b, device=device),
                      "numpy": lambda: reference.conv2d(x, w, b)}
         else:
             dy = _normal(rng, reference.conv2d(x, w, b).shape)
-            calls = {"fastnn": lambda: ops.conv2d_backward(x, w, dy),
+            calls = {"fastnn": lambda: ops.conv2d_backward(x, w, dy, device=device),
                      "numpy": lambda: reference.conv2d_backward(x, w, dy)}
         if torch is not None:
-            xt, bt = _nchw(torch, x), torch.from_numpy(b)
-            wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))  # OIHW
+            xt, bt = _nchw(torch, x, device), _tensor(torch, b, device)
+            wt = _tensor(torch, w.transpose(3, 2, 0, 1), device)  # OIHW
             if not backward:
                 calls["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt)
             else:
-                dyt = _nchw(torch, dy)
+                dyt = _nchw(torch, dy, device)
                 calls["torch"] = lambda: torch.ops.aten.convolution_backward(
                     dyt, xt, wt, [w_shape[3]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
                     [True, True, True])
@@ -116,74 +151,78 @@ def _conv(x_shape, w_shape, backward):
 
 
 def _pool(shape, backward):
-    def setup(rng, torch):
+    def setup(rng, torch, device):
         x = _normal(rng, shape)
         if not backward:
-            calls = {"fastnn": lambda: ops.maxpool2d(x), "numpy": lambda: reference.maxpool2d(x)}
+            calls = {"fastnn": lambda: ops.maxpool2d(x, device=device),
+                     "numpy": lambda: reference.maxpool2d(x)}
         else:
             dy = _normal(rng, reference.maxpool2d(x).shape)
-            calls = {"fastnn": lambda: ops.maxpool2d_backward(x, dy),
+            calls = {"fastnn": lambda: ops.maxpool2d_backward(x, dy, device=device),
                      "numpy": lambda: reference.maxpool2d_backward(x, dy)}
         if torch is not None:
-            aten, xt = torch.ops.aten, _nchw(torch, x)
+            aten, xt = torch.ops.aten, _nchw(torch, x, device)
 
             def forward():  # the training forward: it keeps the argmax for the backward
                 return aten.max_pool2d_with_indices(xt, [2, 2], [2, 2])
             if not backward:
                 calls["torch"] = forward
             else:
-                dyt, indices = _nchw(torch, dy), forward()[1]
+                dyt, indices = _nchw(torch, dy, device), forward()[1]
                 calls["torch"] = lambda: aten.max_pool2d_with_indices_backward(
                     dyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, indices)
         return calls
     return Case("maxpool2d", "backward" if backward else "forward", _shape(shape), None, setup)
 
 
-def _dense(n_in, n_out, backward):
-    def setup(rng, torch):
-        x, w = _normal(rng, (BATCH, n_in)), _normal(rng, (n_in, n_out), 0.1)
-        b, dy = np.zeros(n_out, np.float32), _normal(rng, (BATCH, n_out))
+def _dense(batch, n_in, n_out, backward):
+    def setup(rng, torch, device):
+        x, w = _normal(rng, (batch, n_in)), _normal(rng, (n_in, n_out), 0.1)
+        b, dy = np.zeros(n_out, np.float32), _normal(rng, (batch, n_out))
         if not backward:
-            calls = {"fastnn": lambda: ops.dense(x, w, b),
+            calls = {"fastnn": lambda: ops.dense(x, w, b, device=device),
                      "numpy": lambda: reference.dense(x, w, b)}
         else:
-            calls = {"fastnn": lambda: ops.dense_backward(x, w, dy),
+            calls = {"fastnn": lambda: ops.dense_backward(x, w, dy, device=device),
                      "numpy": lambda: reference.dense_backward(x, w, dy)}
         if torch is not None:
-            xt, bt, dyt = torch.from_numpy(x), torch.from_numpy(b), torch.from_numpy(dy)
-            wt = torch.from_numpy(np.ascontiguousarray(w.T))  # nn.Linear's (out, in)
+            xt, bt = _tensor(torch, x, device), _tensor(torch, b, device)
+            dyt = _tensor(torch, dy, device)
+            wt = _tensor(torch, w.T, device)  # nn.Linear's (out, in)
             if not backward:
                 calls["torch"] = lambda: torch.nn.functional.linear(xt, wt, bt)
             else:
                 calls["torch"] = lambda: (dyt @ wt, dyt.t() @ xt, dyt.sum(0))
         return calls
-    macs = BATCH * n_in * n_out
+    macs = batch * n_in * n_out
     return Case("dense", "backward" if backward else "forward",
-                _shape((BATCH, n_in), (n_in, n_out)), (4 if backward else 2) * macs, setup)
+                _shape((batch, n_in), (n_in, n_out)), (4 if backward else 2) * macs, setup)
 
 
-def _relu(backward):
-    def setup(rng, torch):
-        x, dy = _normal(rng, RELU), _normal(rng, RELU)
-        calls = ({"fastnn": lambda: ops.relu_backward(x, dy),
+def _relu(shape, backward):
+    def setup(rng, torch, device):
+        x, dy = _normal(rng, shape), _normal(rng, shape)
+        calls = ({"fastnn": lambda: ops.relu_backward(x, dy, device=device),
                   "numpy": lambda: reference.relu_backward(x, dy)} if backward else
-                 {"fastnn": lambda: ops.relu(x), "numpy": lambda: reference.relu(x)})
+                 {"fastnn": lambda: ops.relu(x, device=device),
+                  "numpy": lambda: reference.relu(x)})
         if torch is not None:
-            xt, dyt = _nchw(torch, x), _nchw(torch, dy)
+            xt, dyt = _nchw(torch, x, device), _nchw(torch, dy, device)
             calls["torch"] = ((lambda: torch.ops.aten.threshold_backward(dyt, xt, 0))
                               if backward else (lambda: torch.relu(xt)))
         return calls
-    return Case("relu", "backward" if backward else "forward", _shape(RELU), None, setup)
+    return Case("relu", "backward" if backward else "forward", _shape(shape), None, setup)
 
 
-def _softmax_cross_entropy():
-    def setup(rng, torch):
-        logits = _normal(rng, (BATCH, CLASSES), 3.0)
-        labels = rng.integers(0, CLASSES, BATCH).astype(np.int32)
-        calls = {"fastnn": lambda: ops.softmax_cross_entropy(logits, labels),
+def _softmax_cross_entropy(batch):
+    def setup(rng, torch, device):
+        logits = _normal(rng, (batch, CLASSES), 3.0)
+        labels = rng.integers(0, CLASSES, batch).astype(np.int32)
+        calls = {"fastnn": lambda: ops.softmax_cross_entropy(logits, labels, device=device),
                  "numpy": lambda: reference.softmax_cross_entropy(logits, labels)}
         if torch is not None:
-            zt, yt = torch.from_numpy(logits), torch.from_numpy(labels.astype(np.int64))
+            zt = _tensor(torch, logits, device)
+            yt = _tensor(torch, labels.astype(np.int64), device)
 
             def loss_and_gradient():  # as a training step gets both: autograd
                 z = zt.detach().requires_grad_()
@@ -191,40 +230,152 @@ def _softmax_cross_entropy():
                 return loss, torch.autograd.grad(loss, z)[0]
             calls["torch"] = loss_and_gradient
         return calls
-    return Case("softmax_xent", "fused", _shape((BATCH, CLASSES)), None, setup)
+    return Case("softmax_xent", "fused", _shape((batch, CLASSES)), None, setup)
+
+
+def _torch_optimizer(torch, kind, parameter, device, **options):
+    """A torch optimizer over one parameter; on CUDA its fused form (one launch, as fastnn's)
+    where this torch has one."""
+    if device == "cuda":
+        try:
+            return kind([parameter], fused=True, **options)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return kind([parameter], **options)
+
+
+def _softmax(batch):
+    def setup(rng, torch, device):
+        logits = _normal(rng, (batch, CLASSES), 3.0)
+        calls = {"fastnn": lambda: ops.softmax(logits, device=device),
+                 "numpy": lambda: reference.softmax(logits)}
+        if torch is not None:
+            zt = _tensor(torch, logits, device)
+            calls["torch"] = lambda: torch.softmax(zt, dim=1)
+        return calls
+    return Case("softmax", "forward", _shape((batch, CLASSES)), None, setup)
+
+
+def _dropout(shape):
+    def setup(rng, torch, device):
+        x = _normal(rng, shape)
+
+        def numpy_dropout():  # the mask of layer 0 at step 0 of seed 0, as fastnn draws it
+            keep = reference_net.dropout_keep_mask(x.shape, DROPOUT_RATE, 0, 0, 0)
+            mask = keep.astype(np.float32) / np.float32(1 - DROPOUT_RATE)
+            return x * mask, mask
+        calls = {"fastnn": lambda: ops.dropout(x, DROPOUT_RATE, device=device),
+                 "numpy": numpy_dropout}
+        if torch is not None:
+            xt = _nchw(torch, x, device)
+            calls["torch"] = lambda: torch.nn.functional.dropout(xt, DROPOUT_RATE, True)
+        return calls
+    return Case("dropout", "forward", _shape(shape), None, setup)
+
+
+def _sgd():
+    def setup(rng, torch, device):
+        param, grad = _normal(rng, ADAM_PARAMETERS, 0.1), _normal(rng, ADAM_PARAMETERS, 0.01)
+        velocity = np.zeros_like(param)
+        p2, v2 = param.copy(), velocity.copy()
+
+        def fastnn_step():
+            ops.sgd_update(param, grad, velocity, 0.01, SGD_MOMENTUM, device=device)
+            return param, velocity
+
+        def numpy_step():
+            reference.sgd_update(p2, grad, v2, 0.01, SGD_MOMENTUM)
+            return p2, v2
+        calls = {"fastnn": fastnn_step, "numpy": numpy_step}
+        if torch is not None:
+            pt = torch.nn.Parameter(_tensor(torch, param.copy(), device))
+            pt.grad = _tensor(torch, grad, device)
+            calls["torch"] = _torch_optimizer(torch, torch.optim.SGD, pt, device, lr=0.01,
+                                              momentum=SGD_MOMENTUM).step
+        return calls
+    return Case("sgd_update", "update", f"{ADAM_PARAMETERS} params", None, setup)
 
 
 def _adam():
-    def setup(rng, torch):
+    def setup(rng, torch, device):
         param, grad = _normal(rng, ADAM_PARAMETERS, 0.1), _normal(rng, ADAM_PARAMETERS, 0.01)
         m, v = np.zeros_like(param), np.zeros_like(param)
         p2, m2, v2 = param.copy(), m.copy(), v.copy()
-        calls = {"fastnn": lambda: ops.adam_update(param, grad, m, v, 10),
-                 "numpy": lambda: reference.adam_update(p2, grad, m2, v2, 10)}
+
+        def fastnn_step():  # in place; returns the state, as the check compares it
+            ops.adam_update(param, grad, m, v, 10, device=device)
+            return param, m, v
+
+        def numpy_step():
+            reference.adam_update(p2, grad, m2, v2, 10)
+            return p2, m2, v2
+        calls = {"fastnn": fastnn_step, "numpy": numpy_step}
         if torch is not None:
-            pt = torch.nn.Parameter(torch.from_numpy(param.copy()))
-            pt.grad = torch.from_numpy(grad)
-            calls["torch"] = torch.optim.Adam([pt], lr=1e-3, eps=1e-7).step
+            pt = torch.nn.Parameter(_tensor(torch, param.copy(), device))
+            pt.grad = _tensor(torch, grad, device)
+            calls["torch"] = _torch_optimizer(torch, torch.optim.Adam, pt, device, lr=1e-3,
+                                              eps=1e-7).step
         return calls
     return Case("adam_update", "update", f"{ADAM_PARAMETERS} params", None, setup)
 
 
 def _gemm():
-    def setup(rng, torch):
+    def setup(rng, torch, device):
         a, b = _normal(rng, (GEMM, GEMM)), _normal(rng, (GEMM, GEMM))
-        calls = {"fastnn": lambda: ops.gemm(a, b), "numpy": lambda: a @ b}
+        calls = {"fastnn": lambda: ops.gemm(a, b, device=device), "numpy": lambda: a @ b}
         if torch is not None:
-            at, bt = torch.from_numpy(a), torch.from_numpy(b)
+            at, bt = _tensor(torch, a, device), _tensor(torch, b, device)
             calls["torch"] = lambda: torch.mm(at, bt)
         return calls
     return Case("gemm", "forward", _shape((GEMM, GEMM), (GEMM, GEMM)), 2 * GEMM ** 3, setup)
 
 
-def cases():
-    return ([_conv(x, w, backward) for backward in (False, True) for x, w in CONVS]
-            + [_pool(s, backward) for backward in (False, True) for s in POOLS]
-            + [_dense(i, o, backward) for backward in (False, True) for i, o in DENSES]
-            + [_relu(False), _relu(True), _softmax_cross_entropy(), _adam(), _gemm()])
+def cases(batches=(BATCH,)):
+    """Every op and direction this build has; the batched ones once per batch size in
+    ``batches``."""
+    def per_batch(make):
+        return [case for batch in batches for case in make(batch)]
+    has = {name: hasattr(ops, name) for name in ("softmax", "dropout", "sgd_update")}
+    return (per_batch(lambda n: [_conv((n,) + x, w, backward) for backward in (False, True)
+                                 for x, w in CONVS])
+            + per_batch(lambda n: [_pool((n,) + s, backward) for backward in (False, True)
+                                   for s in POOLS])
+            + per_batch(lambda n: [_dense(n, i, o, backward) for backward in (False, True)
+                                   for i, o in DENSES])
+            + per_batch(lambda n: [_relu((n,) + RELU, False), _relu((n,) + RELU, True),
+                                   _softmax_cross_entropy(n)]
+                        + ([_softmax(n)] if has["softmax"] else [])
+                        + ([_dropout((n,) + RELU)] if has["dropout"] else []))
+            + [_adam()] + ([_sgd()] if has["sgd_update"] else []) + [_gemm()])
+
+
+# ---------------------------------------------------------------------------
+# checking a result
+# ---------------------------------------------------------------------------
+
+def _arrays(value):
+    """The arrays of an op's result (an array, a scalar, or a tuple of them), flattened."""
+    if value is None:
+        return []
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in _arrays(v)]
+    return [np.asarray(value, dtype=np.float64)]
+
+
+def relative_error(got, expected):
+    """The largest ||got - expected|| / ||expected|| over the results' arrays (inf when
+    their structure or shapes differ)."""
+    got, expected = _arrays(got), _arrays(expected)
+    if len(got) != len(expected):
+        return math.inf
+    worst = 0.0
+    for g, e in zip(got, expected):
+        if g.shape != e.shape:
+            return math.inf
+        norm = np.linalg.norm(e)
+        error = float(np.linalg.norm(g - e) / (norm if norm > 0 else 1.0))
+        worst = max(worst, error if math.isfinite(error) else math.inf)
+    return worst
 
 
 # ---------------------------------------------------------------------------
@@ -255,66 +406,216 @@ def time_op(calls, budget, samples, settle_seconds=_common.SETTLE_SECONDS):
     return seconds
 
 
+def has_kernel_timer():
+    return hasattr(_C, "time_kernels") and hasattr(_C, "last_kernel_seconds")
+
+
+def kernel_timer(call):
+    """timer(R) -> fastnn's kernel seconds per run of ``call``'s op: with _C.time_kernels(R)
+    on, the op runs its kernel(s) once untimed, then R times timed (on CUDA: on device-
+    resident inputs, between CUDA events), and _C.last_kernel_seconds() is the mean."""
+    def timer(repeats):
+        _C.time_kernels(repeats)
+        try:
+            call()
+            return _C.last_kernel_seconds()
+        finally:
+            _C.time_kernels(0)
+    return timer
+
+
+def torch_cuda_timer(torch, call):
+    """timer(R) -> seconds per call of ``call`` on the GPU: one untimed call (cuDNN's
+    autotuning, the caching allocator), then R calls between two CUDA events."""
+    def timer(repeats):
+        call()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(repeats):
+            call()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / repeats
+    return timer
+
+
+def time_timers(timers, budget, samples):
+    """({name: seconds of each sample}, {name: repeats}) of timer(R) -> seconds per run:
+    R chosen from a first timer(1) so that a contender's samples take about `budget`,
+    samples interleaved across the contenders."""
+    reps = {}
+    for name, timer in timers.items():
+        estimate = timer(1)
+        reps[name] = max(1, min(MAX_REPEATS, int(budget / samples / max(estimate, 1e-7))))
+    seconds = {name: [] for name in timers}
+    for _ in range(samples):
+        for name, timer in timers.items():
+            seconds[name].append(timer(reps[name]))
+    return seconds, reps
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+
+def cuda_unavailable():
+    """Why fastnn cannot run on a CUDA GPU in this process, or None when it can."""
+    info = fastnn.build_info()
+    if not info.get("cuda_compiled"):
+        return "this fastnn was built without CUDA (no nvcc when it was installed)"
+    if not info.get("cuda_devices"):
+        error = info.get("cuda_error")
+        return (f"fastnn sees no CUDA device: {error}" if error else
+                "fastnn sees no CUDA device (no GPU, no driver, or CUDA_VISIBLE_DEVICES "
+                "hides it)")
+    return None
+
+
+def _torch_on_gpu(threads):
+    """(torch, None) with TF32 off and cuDNN autotuning on, or (None, why it is skipped)."""
+    torch, why = _common.import_torch(threads)
+    if torch is not None and not torch.cuda.is_available():
+        torch, why = None, f"torch {torch.__version__} sees no CUDA device"
+    if torch is not None:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return torch, why
+
+
 def main_args(args):
     out = _common.output_stream(args)
+    cuda = args.device == "cuda"
+    if cuda:
+        why = cuda_unavailable()
+        if why:
+            print(f"error: bench ops --device cuda: no CUDA GPU visible: {why}", file=sys.stderr)
+            return 1
+        if not has_kernel_timer():
+            print("error: bench ops --device cuda: this fastnn._C has no kernel timer "
+                  "(time_kernels, last_kernel_seconds); rebuild fastnn from a tree that has it",
+                  file=sys.stderr)
+            return 1
     try:
         threads = _common.apply_runtime(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    torch, torch_skipped = _common.import_torch(threads)
-    selected = [c for c in cases() if not args.filter or args.filter in c.name]
+    selected = [c for c in cases(args.batch) if not args.filter or args.filter in c.name]
     if not selected:
         print(f"error: no op matches --filter {args.filter!r}", file=sys.stderr)
         return 2
+    torch, torch_skipped = _torch_on_gpu(threads) if cuda else _common.import_torch(threads)
+    kernel_column = not cuda and has_kernel_timer()
 
     facts = _common.machine_facts(torch)
-    print(f"fastnn bench ops: the seed CNN's ops at batch {BATCH}; best of {args.samples} "
-          f"samples, about {args.budget} s per op and contender", file=out)
+    batches = ", ".join(map(str, args.batch))
+    if cuda:
+        facts.update(_common.device_facts(torch))
+        print(f"fastnn bench ops --device cuda: the seed CNN's ops at batch {batches}, on the "
+              f"GPU, float32 (TF32 off); kernel time on device-resident data (fastnn: "
+              f"_C.time_kernels; PyTorch: CUDA events); best of {args.samples} samples, about "
+              f"{args.budget} s per op and contender", file=out)
+    else:
+        print(f"fastnn bench ops: the seed CNN's ops at batch {batches}; best of "
+              f"{args.samples} samples, about {args.budget} s per op and contender", file=out)
     _common.print_machine(facts, out)
+    if cuda:
+        _common.print_device(facts, out)
     if torch_skipped:
         print(f"skipped PyTorch: {torch_skipped}", file=out)
 
     rng = np.random.default_rng(0)
-    results = []
+    results, failed = [], {}
     for case in selected:
-        samples = time_op(case.setup(rng, torch), args.budget, args.samples)
-        seconds = {name: min(times) for name, times in samples.items()}
-        result = {"op": case.op, "direction": case.direction, "shape": case.shape,
-                  "ms": {name: s * 1e3 for name, s in seconds.items()},
-                  "median_ms": {name: statistics.median(t) * 1e3 for name, t in samples.items()},
-                  "speedup": {name: s / seconds["fastnn"] for name, s in seconds.items()
-                              if name != "fastnn"}}
-        if case.flop:
-            result["gflops"] = {name: case.flop / s / 1e9 for name, s in seconds.items()}
+        try:
+            result = _run_case(case, rng, torch, args, cuda, kernel_column)
+        except Exception as error:  # one broken op must not cost the others' numbers
+            failed[case.name] = f"{type(error).__name__}: {error}"
+            print(f"FAILED {case.name}: {failed[case.name]}", file=out, flush=True)
+            continue
         results.append(result)
+        if result["mismatch"]:
+            print(f"MISMATCH {case.name}: fastnn against fastnn.reference, relative error "
+                  f"{result['max_rel_error']:.3g} > {TOLERANCE}", file=out, flush=True)
 
     print(file=out)
-    contenders = ["fastnn", "numpy"] + (["torch"] if torch is not None else [])
-    headers = ["op", "direction", "shape"] + [f"{c} ms" for c in contenders] \
-        + [f"{c}/fastnn" for c in contenders[1:]] + ["fastnn GFLOP/s"]
+    contenders = (["fastnn"] if cuda else ["fastnn", "numpy"]) + \
+        (["torch"] if torch is not None else [])
+    headers = (["op", "direction", "shape"] + [f"{c} ms" for c in contenders]
+               + (["fastnn kernel ms"] if kernel_column else [])
+               + [f"{c}/fastnn" for c in contenders[1:]] + ["fastnn GFLOP/s", "rel err"])
     rows = [[r["op"], r["direction"], r["shape"]]
-            + [f"{r['ms'][c]:.3f}" for c in contenders]
+            + [f"{r['ms'][c]:.4f}" if cuda else f"{r['ms'][c]:.3f}" for c in contenders]
+            + ([f"{r['kernel_ms']:.3f}"] if kernel_column else [])
             + [f"{r['speedup'][c]:.2f}" for c in contenders[1:]]
-            + [f"{r['gflops']['fastnn']:.1f}" if "gflops" in r else ""] for r in results]
+            + [f"{r['gflops']['fastnn']:.1f}" if "gflops" in r else "",
+               f"{r['max_rel_error']:.1e}"] for r in results]
     _common.table(headers, rows, out, text_columns=3)
 
-    report = {"benchmark": "ops", "batch": BATCH, "samples": args.samples,
-              "budget_seconds": args.budget, "machine": facts, "results": results,
-              "skipped": {"torch": torch_skipped} if torch_skipped else {}}
-    gemm = next((r for r in results if r["op"] == "gemm"), None)
-    if gemm is not None:
-        sgemm = gemm["gflops"]["numpy"]
-        floor = sgemm * 1e9 / TRAIN_FLOP_PER_IMAGE
-        report["floor"] = {"sgemm_gflops": sgemm, "train_flop_per_image": TRAIN_FLOP_PER_IMAGE,
-                           "train_images_per_second": floor}
-        rates = ", ".join(f"{c} {gemm['gflops'][c]:.0f}" for c in contenders)
-        print(f"\nGEMM {GEMM}^3, GFLOP/s: {rates}. The floor: a training step costs "
-              f"{TRAIN_FLOP_PER_IMAGE / 1e6:.1f} MFLOP per image; at the machine's SGEMM rate "
-              f"(NumPy a @ b, {sgemm:.0f} GFLOP/s) that is {floor:,.0f} images/s.", file=out)
+    report = {"benchmark": "ops", "device": args.device, "batch": args.batch[0],
+              "batches": args.batch, "samples": args.samples, "budget_seconds": args.budget,
+              "precision": "float32", "tolerance": TOLERANCE, "machine": facts,
+              "results": results, "skipped": {"torch": torch_skipped} if torch_skipped else {},
+              "failed": failed}
+    _print_floor(report, results, contenders, cuda, out)
+    for name, why in failed.items():
+        print(f"FAILED {name}: {why}", file=out)
     if args.json:
         _common.write_json(args.json, report)
-    return 0
+    return 1 if failed or any(r["mismatch"] for r in results) else 0
+
+
+def _run_case(case, rng, torch, args, cuda, kernel_column):
+    """One op and direction: its result checked against the reference once, then timed."""
+    calls = case.setup(rng, torch, args.device)
+    error = relative_error(calls["fastnn"](), calls["numpy"]())
+    repeats = None
+    if cuda:
+        timers = {"fastnn": kernel_timer(calls["fastnn"])}
+        if "torch" in calls:
+            timers["torch"] = torch_cuda_timer(torch, calls["torch"])
+        samples, repeats = time_timers(timers, args.budget, args.samples)
+    else:
+        samples = time_op(calls, args.budget, args.samples)
+    seconds = {name: min(times) for name, times in samples.items()}
+    result = {"op": case.op, "direction": case.direction, "shape": case.shape,
+              "ms": {name: s * 1e3 for name, s in seconds.items()},
+              "median_ms": {name: statistics.median(t) * 1e3 for name, t in samples.items()},
+              "speedup": {name: s / seconds["fastnn"] for name, s in seconds.items()
+                          if name != "fastnn"},
+              "max_rel_error": error, "mismatch": not error <= TOLERANCE}
+    if repeats:
+        result["repeats"] = repeats
+    if kernel_column:  # fastnn's kernels alone, without the call's Python and conversions
+        kernel, _ = time_timers({"fastnn": kernel_timer(calls["fastnn"])}, args.budget,
+                                args.samples)
+        result["kernel_ms"] = min(kernel["fastnn"]) * 1e3
+    if case.flop:
+        result["gflops"] = {name: case.flop / s / 1e9 for name, s in seconds.items()}
+    return result
+
+
+def _print_floor(report, results, contenders, cuda, out):
+    """The SGEMM rate (NumPy's on the CPU, PyTorch's, else fastnn's, on the GPU) and the floor
+    it sets: a training step's FLOP per image at that rate."""
+    gemm = next((r for r in results if r["op"] == "gemm"), None)
+    if gemm is None:
+        return
+    source = "numpy" if not cuda else "torch" if "torch" in gemm["gflops"] else "fastnn"
+    sgemm = gemm["gflops"][source]
+    floor = sgemm * 1e9 / TRAIN_FLOP_PER_IMAGE
+    report["floor"] = {"sgemm_gflops": sgemm, "sgemm_of": source,
+                       "train_flop_per_image": TRAIN_FLOP_PER_IMAGE,
+                       "train_images_per_second": floor}
+    rates = ", ".join(f"{c} {gemm['gflops'][c]:.0f}" for c in contenders)
+    whose = {"numpy": "the machine's SGEMM rate (NumPy a @ b", "torch":
+             "the GPU's SGEMM rate (PyTorch torch.mm, float32", "fastnn":
+             "fastnn's GPU SGEMM rate (no PyTorch here"}[source]
+    print(f"\nGEMM {GEMM}^3, GFLOP/s: {rates}. The floor: a training step costs "
+          f"{TRAIN_FLOP_PER_IMAGE / 1e6:.1f} MFLOP per image; at {whose}, {sgemm:.0f} "
+          f"GFLOP/s) that is {floor:,.0f} images/s.", file=out)
 
 
 if __name__ == "__main__":
