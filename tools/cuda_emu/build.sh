@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh — builds fastnn._C with its CUDA backend compiled by g++ against the host
-# emulator (tools/cuda_emu), and installs a runnable fastnn package into a site directory.
-# Sources and flags come from CMakeLists.txt (build_plan.py); the build is incremental.
+# emulator (tools/cuda_emu), through CMake itself (FASTNN_CUDA=EMULATE, emulate.cmake),
+# and installs a runnable fastnn package into a site directory; the build is incremental.
 #
 #   bash tools/cuda_emu/build.sh [--asan] [--site DIR] [--build-dir DIR] [-j N] [--selftest]
 #   PYTHONPATH=/tmp/fastnn_emu/site python -m pytest -m gpu tests/test_ops.py
@@ -37,10 +37,15 @@ site="${site:-/tmp/fastnn_emu/site$variant}"
 build="${build:-/tmp/fastnn_emu/build$variant}"
 mkdir -p "$build" "$site"
 
-plan_args=(--repo "$repo" --build "$build" --python "$python")
-[ "$asan" = 1 ] && plan_args+=(--sanitize)
-library="$("$python" "$here/build_plan.py" "${plan_args[@]}")"
-make -s -C "$build" -j "$jobs"
+version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/pyproject.toml" | head -n 1)"
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFASTNN_CUDA=EMULATE \
+  -DFASTNN_EMU_SANITIZE="$([ "$asan" = 1 ] && echo ON || echo OFF)" \
+  -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$("$python" -m pybind11 --cmakedir)" \
+  -DSKBUILD_PROJECT_VERSION="$version" > "$build/configure.log" \
+  || { cat "$build/configure.log" >&2; exit 1; }
+cmake --build "$build" -j "$jobs"
+library="$(find "$build" -maxdepth 1 -name '_C*.so' | head -n 1)"
+[ -n "$library" ] || { echo "build.sh: no _C*.so in $build" >&2; exit 1; }
 
 # The package: python/fastnn as it is now, plus the emulated extension.
 rm -rf "$site/fastnn"
