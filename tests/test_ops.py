@@ -73,12 +73,6 @@ def backend(request):
         fastnn.set_cpu_isa(previous)
 
 
-def need(name):
-    """Skip while the installed build has no fastnn.ops.<name> (the op lands with its C++)."""
-    if not hasattr(ops, name):
-        pytest.skip(f"fastnn.ops.{name} is not in this build")
-
-
 # ---- helpers ------------------------------------------------------------------------------
 
 def rng_for(*key):
@@ -314,7 +308,6 @@ def test_softmax_cross_entropy_extreme_logits(backend):
 @pytest.mark.parametrize("scale", [1.0, 30.0], ids=["moderate", "large"])
 @pytest.mark.parametrize("shape", [*XENT_SHAPES, (1, 1), (7, 33)], ids=shape_id)
 def test_softmax(backend, shape, scale):
-    need("softmax")
     rng = rng_for("softmax", shape, scale)
     logits = floats(rng, *shape, scale=scale)
     probs = ops.softmax(logits, device=backend)
@@ -324,7 +317,6 @@ def test_softmax(backend, shape, scale):
 
 
 def test_softmax_extreme_logits(backend):
-    need("softmax")
     probs = ops.softmax(EXTREME_LOGITS, device=backend)
     assert np.isfinite(probs).all()
     assert_close(probs, ref.softmax(EXTREME_LOGITS.astype(np.float64)), "probabilities")
@@ -376,7 +368,6 @@ SGD_HYPERS = {"plain": {}, "custom_lr": {"lr": 0.3},
 @pytest.mark.parametrize("hyper", SGD_HYPERS.values(), ids=SGD_HYPERS.keys())
 @pytest.mark.parametrize("size", OPTIMIZER_SIZES)
 def test_sgd_update(backend, size, hyper):
-    need("sgd_update")
     rng = rng_for("sgd", size, str(hyper))
     param = floats(rng, size)
     velocity = np.zeros(size, np.float32) if hyper.get("momentum") else None
@@ -394,7 +385,6 @@ def test_sgd_update(backend, size, hyper):
 
 @pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
 def test_sgd_update_from_velocity(backend, nesterov):
-    need("sgd_update")
     rng = rng_for("sgd_velocity", nesterov)
     param, grad, velocity = floats(rng, 50), floats(rng, 50), floats(rng, 50)
     expected = f64(param, velocity)
@@ -406,7 +396,6 @@ def test_sgd_update_from_velocity(backend, nesterov):
 
 def test_sgd_update_without_momentum(backend):
     """momentum 0: param -= lr * grad, with or without a velocity array (Keras keeps none)."""
-    need("sgd_update")
     rng = rng_for("sgd_no_momentum")
     param, grad = floats(rng, 50), floats(rng, 50)
     expected = param.astype(np.float64)
@@ -427,7 +416,6 @@ DROPOUT_KEYS = {"zero": (0, 0, 0), "key": (2**33 + 12345, 3, 41), "late": (7, 1,
 @pytest.mark.parametrize("shape", [(1,), (17,), (3, 5, 7), (63, 100), (100003,),
                                    (64, 13, 13, 32)], ids=shape_id)
 def test_dropout(backend, shape, rate, key):
-    need("dropout")
     seed, layer_index, iteration = key
     rng = rng_for("dropout", shape, rate, key)
     x = floats(rng, *shape)

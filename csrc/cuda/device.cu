@@ -44,8 +44,6 @@ DeviceStatus device_status() {
   return s;
 }
 
-int device_count() { return device_status().count; }
-
 std::string device_name(int index) {
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return "";

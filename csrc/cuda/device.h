@@ -15,7 +15,6 @@ struct DeviceStatus {
 };
 DeviceStatus device_status();
 
-int device_count();                  // device_status().count
 std::string device_name(int index);
 int runtime_version();               // e.g. 13000 for CUDA 13.0
 

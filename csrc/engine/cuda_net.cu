@@ -288,20 +288,18 @@ struct CudaNet::Impl::Hooks {
   bool fused(size_t) { return false; }
   void fused_forward(size_t, const float*, int64_t, const Exec&) {}
   void fused_backward(size_t, const float*, const float*, float*, int64_t, const Exec&) {}
+  // Forward (y = x · coins) and backward (d ·= the same coins) are one kernel's pass.
+  void dropout(size_t i, const float* in, float* out, int64_t n, bool forward) {
+    const PlannedLayer& layer = m.plan.layers[i];
+    const DropoutStep step = dropout_step(layer.spec.rate, m.seed, i, 0);  // its threshold, scale
+    auto pass = forward ? cuda::dropout_forward_resident : cuda::dropout_backward_resident;
+    pass(n * layer.out_size, in, out, step.threshold, step.scale, dropout_layer_stream(m.seed, i),
+         m.train_state.data(), m.stream);
+  }
   void dropout_forward(size_t i, const float* in, float* y, int64_t n, const Exec&) {
-    const PlannedLayer& layer = m.plan.layers[i];
-    const DropoutStep step = dropout_step(layer.spec.rate, m.seed, i, 0);
-    cuda::dropout_forward_resident(n * layer.out_size, in, y, step.threshold, step.scale,
-                                   dropout_layer_stream(m.seed, i), m.train_state.data(),
-                                   m.stream);
+    dropout(i, in, y, n, true);
   }
-  void dropout_backward(size_t i, float* d, int64_t n, const Exec&) {
-    const PlannedLayer& layer = m.plan.layers[i];
-    const DropoutStep step = dropout_step(layer.spec.rate, m.seed, i, 0);
-    cuda::dropout_backward_resident(n * layer.out_size, d, d, step.threshold, step.scale,
-                                    dropout_layer_stream(m.seed, i), m.train_state.data(),
-                                    m.stream);
-  }
+  void dropout_backward(size_t i, float* d, int64_t n, const Exec&) { dropout(i, d, d, n, false); }
   void begin() {}
   void forward_done(size_t) {}
   void backward_done(size_t) {}

@@ -6,6 +6,7 @@ Keras's: activations NHWC, conv weights HWIO (kh, kw, c_in, c_out), dense weight
 (in, out). Bad arguments raise ``TypeError`` (wrong kind of value) or ``ValueError``
 (wrong shape or range), each naming the argument, what was expected and what came.
 """
+import math
 import numbers
 
 import numpy as np
@@ -108,15 +109,23 @@ def _device(value):
     return value
 
 
-def _real(value, name):
-    """A finite Python float, or TypeError/ValueError naming the argument."""
+def _write_back(originals, work):
+    """After an in-place op on working copies (_in_place): the results into the originals."""
+    for original, updated in zip(originals, work):
+        if updated is not original:
+            original[...] = updated
+
+
+def _real(value, name, finite=True):
+    """A Python float, or TypeError/ValueError naming the argument: a real number that fits
+    a float and, when ``finite``, is neither NaN nor infinite."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     try:
         result = float(value)
     except OverflowError:
-        result = float("inf")
-    if result != result or result in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
+    if finite and not math.isfinite(result):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return result
 
@@ -245,22 +254,15 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsi
         raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}")
     if step < 1:
         raise ValueError(f"step must be >= 1 (Adam counts steps from 1), got {step}")
-    hyper = {}
-    for name, value in (("lr", lr), ("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-        try:
-            hyper[name] = float(value)
-        except OverflowError:
-            raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
+    # NaN and infinities reach the binding, whose messages name them.
+    hyper = {name: _real(value, name, finite=False) for name, value in
+             (("lr", lr), ("beta_1", beta_1), ("beta_2", beta_2), ("epsilon", epsilon))}
     originals = (param, m, v)
     work = [_in_place(a, name) for a, name in zip(originals, ("param", "m", "v"))]
     _C.adam_update(work[0], _floats(grad, "grad"), work[1], work[2], min(int(step), 2**62),
                    hyper["lr"], hyper["beta_1"], hyper["beta_2"], hyper["epsilon"],
                    device=_device(device))
-    for original, updated in zip(originals, work):
-        if updated is not original:
-            original[...] = updated
+    _write_back(originals, work)
 
 
 def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False, device="cpu"):
@@ -279,6 +281,4 @@ def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False, dev
     work = [_in_place(a, name, "sgd_update") for a, name in zip(originals, ("param", "velocity"))]
     _C.sgd_update(work[0], _floats(grad, "grad"), work[1] if len(work) > 1 else None, lr,
                   momentum, nesterov, device=_device(device))
-    for original, updated in zip(originals, work):
-        if updated is not original:
-            original[...] = updated
+    _write_back(originals, work)

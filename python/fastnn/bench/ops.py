@@ -331,11 +331,9 @@ def _gemm():
 
 
 def cases(batches=(BATCH,)):
-    """Every op and direction this build has; the batched ones once per batch size in
-    ``batches``."""
+    """Every op and direction; the batched ones once per batch size in ``batches``."""
     def per_batch(make):
         return [case for batch in batches for case in make(batch)]
-    has = {name: hasattr(ops, name) for name in ("softmax", "dropout", "sgd_update")}
     return (per_batch(lambda n: [_conv((n,) + x, w, backward) for backward in (False, True)
                                  for x, w in CONVS])
             + per_batch(lambda n: [_pool((n,) + s, backward) for backward in (False, True)
@@ -343,10 +341,9 @@ def cases(batches=(BATCH,)):
             + per_batch(lambda n: [_dense(n, i, o, backward) for backward in (False, True)
                                    for i, o in DENSES])
             + per_batch(lambda n: [_relu((n,) + RELU, False), _relu((n,) + RELU, True),
-                                   _softmax_cross_entropy(n)]
-                        + ([_softmax(n)] if has["softmax"] else [])
-                        + ([_dropout((n,) + RELU)] if has["dropout"] else []))
-            + [_adam()] + ([_sgd()] if has["sgd_update"] else []) + [_gemm()])
+                                   _softmax_cross_entropy(n), _softmax(n),
+                                   _dropout((n,) + RELU)])
+            + [_adam(), _sgd(), _gemm()])
 
 
 # ---------------------------------------------------------------------------
