@@ -64,12 +64,48 @@ static inline bool conv_output_size(int64_t size, int64_t kernel, int64_t stride
   return true;
 }
 
-// NHWC max-pooling with 'valid' padding.
+// NHWC pooling. pad_top/pad_left: the window positions before the input ('same'
+// padding, as conv_output_size forms it; 0 for 'valid'). Positions outside the input are
+// never a maximum and are not counted in an average (Keras's 'same' pooling).
 struct Pool2dGeometry {
   int64_t n, h, w, c;
   int64_t pool_h, pool_w;
   int64_t stride_h, stride_w;
   int64_t oh, ow;
+  int64_t pad_top = 0, pad_left = 0;
+};
+
+// Element-wise activations, with Keras 3's definitions (keras.activations):
+//   Relu max(x, 0); ReluClipped Keras's layers.ReLU: x >= gamma (threshold) ? min(x, beta
+//   (max_value, +inf for none)) : alpha (negative_slope) · (x − gamma); Relu6 min(max(x,0),6);
+//   Sigmoid 1/(1+e^−x); Tanh; Elu x > 0 ? x : alpha·(e^x − 1); Selu scale·elu(x, alpha0)
+//   with Keras's constants; Gelu 0.5·x·(1 + erf(x/√2)) (approximate=False); GeluTanh the
+//   tanh approximation; Swish (silu) x·sigmoid(x); LeakyRelu x >= 0 ? x : alpha·x;
+//   Softplus log(1 + e^x); Softsign x/(1+|x|); HardSigmoid relu6(x + 3)/6; HardSwish
+//   x·hard_sigmoid(x); Exponential e^x; Mish x·tanh(softplus(x)); Affine x·alpha + beta
+//   (layers.Rescaling). Softmax is not element-wise: the softmax kernels run it.
+enum class Act : int32_t {
+  Linear, Relu, ReluClipped, Relu6, Sigmoid, Tanh, Elu, Selu, Gelu, GeluTanh, Swish,
+  LeakyRelu, Softplus, Softsign, HardSigmoid, HardSwish, Exponential, Mish, Affine, Softmax
+};
+
+struct ActivationSpec {
+  Act kind = Act::Linear;
+  float alpha = 0.0f, beta = 0.0f, gamma = 0.0f;  // per kind, as above
+};
+
+// Batch normalisation over the last axis: x is rows × channels (rows = N·H·W for NHWC).
+struct BatchNormGeometry {
+  int64_t rows, channels;
+  float epsilon, momentum;
+};
+
+// Element-wise regression losses, the mean over all elements (Keras's mean over the last
+// axis, then over the batch): MeanSquared (y − t)², MeanAbsolute |y − t|, Huber
+// |e| <= delta ? e²/2 : delta·(|e| − delta/2).
+struct RegressionLoss {
+  enum class Kind : int32_t { MeanSquared, MeanAbsolute, Huber } kind = Kind::MeanSquared;
+  float delta = 1.0f;
 };
 
 // Keras Adam: alpha = lr·sqrt(1-β₂ᵗ)/(1-β₁ᵗ) is formed once per step by the caller, and
@@ -154,19 +190,58 @@ static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i
      gradient then flows only where y > 0, that ReLU's backward fused in */                \
   X(maxpool2d_backward, (const Pool2dGeometry& g, const float* dy, const int32_t* argmax,  \
                          const float* relu_y, float* dx, const Exec& ex))                  \
+  /* avg: the mean of each window's positions inside the input */                        \
+  X(avgpool2d_forward, (const Pool2dGeometry& g, const float* x, float* y, const Exec& ex))  \
+  X(avgpool2d_backward, (const Pool2dGeometry& g, const float* dy, float* dx,               \
+                         const Exec& ex))                                                  \
   X(relu_forward, (int64_t count, const float* x, float* y, const Exec& ex))               \
   X(relu_backward, (int64_t count, const float* x, const float* dy, float* dx,             \
                     const Exec& ex))                                                       \
   /* y = x · mask, mask = 0 or 1/(1 − rate) per element (DropoutStep) */                   \
   X(dropout_forward, (int64_t count, const float* x, float* y, float* mask,                \
                       const DropoutStep& step, const Exec& ex))                            \
+  /* any ActivationSpec but Softmax; x the input, y the output (backward reads what the   \
+     kind needs); y may be x, dx may be dy */                                              \
+  X(activation_forward, (const ActivationSpec& a, int64_t count, const float* x, float* y, \
+                         const Exec& ex))                                                  \
+  X(activation_backward, (const ActivationSpec& a, int64_t count, const float* x,          \
+                          const float* y, const float* dy, float* dx, const Exec& ex))     \
   X(softmax, (int64_t n, int64_t classes, const float* logits, float* probs,               \
               const Exec& ex))                                                             \
-  /* *loss (one double in the backend's memory) = the mean over the rows; dlogits its      \
-     gradient; workspace: softmax_cross_entropy_workspace(n) floats */                     \
+  /* dx = y · (dy − Σ_j dy_j·y_j) per row, y the softmax's output; dx may be dy */         \
+  X(softmax_backward, (int64_t n, int64_t classes, const float* y, const float* dy,        \
+                       float* dx, const Exec& ex))                                         \
+  /* batch statistics (biased variance) normalise x; mean and inv_std = 1/sqrt(var + eps)  \
+     are kept for the backward; moving_* = moving_*·momentum + batch_*·(1 − momentum).     \
+     gamma/beta null: scale 1 / offset 0. Workspace: batchnorm_workspace floats */         \
+  X(batchnorm_forward_training, (const BatchNormGeometry& g, const float* x,               \
+                                 const float* gamma, const float* beta, float* y,          \
+                                 float* mean, float* inv_std, float* moving_mean,          \
+                                 float* moving_variance, const Exec& ex))                  \
+  X(batchnorm_inference, (const BatchNormGeometry& g, const float* x, const float* gamma,  \
+                          const float* beta, const float* moving_mean,                     \
+                          const float* moving_variance, float* y, const Exec& ex))         \
+  /* dgamma, dbeta, dx: each may be null (not wanted) */                                   \
+  X(batchnorm_backward, (const BatchNormGeometry& g, const float* x, const float* gamma,   \
+                         const float* mean, const float* inv_std, const float* dy,         \
+                         float* dx, float* dgamma, float* dbeta, const Exec& ex))          \
+  /* Losses. *loss (one double in the backend's memory) = the mean over the rows (over     \
+     all elements for the element-wise ones); the gradient goes out wrt the kernel's input \
+     (dlogits, dy). Workspace: loss_workspace(rows or count) floats.                       \
+     softmax_cross_entropy: labels are class indices held in floats (exact below 2^24). */ \
   X(softmax_cross_entropy, (int64_t n, int64_t classes, const float* logits,               \
-                            const int32_t* labels, float* dlogits, double* loss,           \
+                            const float* labels, float* dlogits, double* loss,             \
                             const Exec& ex))                                               \
+  /* softmax fused with −Σ_j t_j·log softmax_j for any targets t (one-hot, smoothed) */    \
+  X(categorical_cross_entropy, (int64_t n, int64_t classes, const float* logits,           \
+                                const float* targets, float* dlogits, double* loss,        \
+                                const Exec& ex))                                           \
+  /* sigmoid fused with binary cross-entropy, stable for any logit:                        \
+     max(z, 0) − z·t + log1p(e^−|z|), gradient (sigmoid(z) − t)/count */                   \
+  X(sigmoid_cross_entropy, (int64_t count, const float* logits, const float* targets,      \
+                            float* dlogits, double* loss, const Exec& ex))                 \
+  X(regression_loss, (const RegressionLoss& r, int64_t count, const float* y,              \
+                      const float* targets, float* dy, double* loss, const Exec& ex))      \
   X(adam_update, (int64_t count, float* param, const float* grad, float* m, float* v,      \
                   const AdamStep& step, const Exec& ex))                                   \
   /* velocity is null when momentum is 0 */                                                \
@@ -180,11 +255,13 @@ struct Kernels {
   // up to g.n images (so one size serves a short last batch too).
   int64_t (*gemm_workspace)(int threads);
   int64_t (*conv2d_workspace)(const Conv2dGeometry& g, int threads);
+  int64_t (*batchnorm_workspace)(const BatchNormGeometry& g, int threads);
 #define FASTNN_KERNEL_FIELD(name, params) void(*name) params;
   FASTNN_KERNELS(FASTNN_KERNEL_FIELD)
 #undef FASTNN_KERNEL_FIELD
 };
 
-static inline int64_t softmax_cross_entropy_workspace(int64_t n) { return n; }
+// Every loss kernel's scratch: one float per row (or element) and a little more.
+static inline int64_t loss_workspace(int64_t count) { return count + 64; }
 
 }  // namespace fastnn

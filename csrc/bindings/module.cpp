@@ -21,6 +21,9 @@ namespace py = pybind11;
 
 namespace fastnn::bindings {
 void bind_ops(py::module_& m);
+void bind_activation_ops(py::module_& m);  // ops_activation.cpp
+void bind_pool_norm_ops(py::module_& m);   // ops_pool_norm.cpp
+void bind_loss_ops(py::module_& m);        // ops_loss.cpp
 void bind_engines(py::module_& m);
 
 namespace {
@@ -84,5 +87,8 @@ PYBIND11_MODULE(_C, m) {
   }, py::arg("key"), py::arg("n"), "The epoch's sample order for a shuffle key (ops.h shuffle_index)");
 
   bindings::bind_ops(m);
+  bindings::bind_activation_ops(m);
+  bindings::bind_pool_norm_ops(m);
+  bindings::bind_loss_ops(m);
   bindings::bind_engines(m);
 }

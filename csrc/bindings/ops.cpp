@@ -276,24 +276,24 @@ py::tuple softmax_cross_entropy(const FloatArray& logits, const LabelArray& labe
     fail("labels must have shape (", n, ",) (one integer class per row of logits), got ",
          shape_str(shape_of(labels)));
   }
-  std::vector<int32_t> labels32(n);
+  std::vector<float> labels32(n);  // class indices, exact in float below 2^24
   for (int64_t i = 0; i < n; ++i) {
     const int64_t label = labels.data()[i];
     if (label < 0 || label >= classes) {
       fail("labels[", i, "] = ", label, " is out of range: expected 0 <= label < ", classes,
            " (the number of columns of logits)");
     }
-    labels32[i] = static_cast<int32_t>(label);
+    labels32[i] = static_cast<float>(label);
   }
   check_finite_logits(logits);
   FloatArray dlogits({n, classes});
   double loss = 0.0;
   OpCall call(device);
   const float* zp = call.in(logits.data(), logits.size());
-  const int32_t* lp = call.in(labels32.data(), n);
+  const float* lp = call.in(labels32.data(), n);
   float* dp = call.out(dlogits.mutable_data(), dlogits.size());
   double* lossp = call.out(&loss, 1);
-  call.run(softmax_cross_entropy_workspace(n), [&](const Kernels& k, const Exec& ex) {
+  call.run(loss_workspace(n), [&](const Kernels& k, const Exec& ex) {
     k.softmax_cross_entropy(n, classes, zp, lp, dp, lossp, ex);
   });
   return py::make_tuple(loss, dlogits);

@@ -40,3 +40,19 @@ void dropout_forward(int64_t count, const float* x, float* y, float* mask,
 }
 
 }  // namespace fastnn::cpu::FASTNN_ISA
+
+// ---- STUBS (temporary) ----
+#include "common.h"
+namespace fastnn::cpu::FASTNN_ISA {
+
+void activation_forward(const ActivationSpec& a, int64_t count, const float* x, float* y, const Exec& ex) {
+  fail("activation_forward: not implemented yet (a stub being replaced in this change)");
+}
+void activation_backward(const ActivationSpec& a, int64_t count, const float* x, const float* y, const float* dy, float* dx, const Exec& ex) {
+  fail("activation_backward: not implemented yet (a stub being replaced in this change)");
+}
+void softmax_backward(int64_t n, int64_t classes, const float* y, const float* dy, float* dx, const Exec& ex) {
+  fail("softmax_backward: not implemented yet (a stub being replaced in this change)");
+}
+
+}  // namespace fastnn::cpu::FASTNN_ISA

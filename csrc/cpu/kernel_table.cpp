@@ -10,6 +10,7 @@ const Kernels kernels = {
     FASTNN_STR(FASTNN_ISA),
     cpu::gemm_workspace,
     cpu::conv2d_workspace,
+    cpu::batchnorm_workspace,
 #define FASTNN_TABLE_ENTRY(name, params) name,
     FASTNN_KERNELS(FASTNN_TABLE_ENTRY)
 #undef FASTNN_TABLE_ENTRY

@@ -116,3 +116,16 @@ void maxpool2d_backward(const Pool2dGeometry& g, const float* dy, const int32_t*
 }
 
 }  // namespace fastnn::cpu::FASTNN_ISA
+
+// ---- STUBS (temporary) ----
+#include "common.h"
+namespace fastnn::cpu::FASTNN_ISA {
+
+void avgpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, const Exec& ex) {
+  fail("avgpool2d_forward: not implemented yet (a stub being replaced in this change)");
+}
+void avgpool2d_backward(const Pool2dGeometry& g, const float* dy, float* dx, const Exec& ex) {
+  fail("avgpool2d_backward: not implemented yet (a stub being replaced in this change)");
+}
+
+}  // namespace fastnn::cpu::FASTNN_ISA

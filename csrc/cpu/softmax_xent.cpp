@@ -44,14 +44,14 @@ void softmax(int64_t n, int64_t classes, const float* logits, float* probs, cons
 }
 
 void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                           const int32_t* labels, float* dlogits, double* loss, const Exec& ex) {
+                           const float* labels, float* dlogits, double* loss, const Exec& ex) {
   float* row_loss = ex.workspace;
   const float inv_n = 1.0f / static_cast<float>(n);
   parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
     for (int64_t i = begin; i < end; ++i) {
       const float* z = logits + i * classes;
       float* dz = dlogits + i * classes;
-      const int64_t label = labels[i];
+      const auto label = static_cast<int64_t>(labels[i]);
       const RowExp row = exp_shifted(z, dz, classes);
       // softmax − 1 at the label is −(Σ_{j≠label} e_j) / Σ e_j, summed directly: as
       // p − 1 it would round to 0 for a confident row.

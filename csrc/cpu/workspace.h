@@ -70,4 +70,10 @@ static inline int64_t conv2d_workspace(const Conv2dGeometry& g, int threads) {
   return forward > data ? (forward > filter ? forward : filter) : (data > filter ? data : filter);
 }
 
+// Batch normalisation's per-worker partial sums over its rows: two doubles per channel
+// (four floats' room), one line-rounded block per worker, summed in worker order.
+static inline int64_t batchnorm_workspace(const BatchNormGeometry& g, int threads) {
+  return static_cast<int64_t>(threads) * round_to_line(4 * g.channels);
+}
+
 }  // namespace fastnn::cpu

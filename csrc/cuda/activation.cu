@@ -104,3 +104,19 @@ void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
 }
 
 }  // namespace fastnn::cuda
+
+// ---- STUBS (temporary) ----
+#include "common.h"
+namespace fastnn::cuda {
+
+void activation_forward(const ActivationSpec& a, int64_t count, const float* x, float* y, const Exec& ex) {
+  fail("activation_forward: not implemented yet (a stub being replaced in this change)");
+}
+void activation_backward(const ActivationSpec& a, int64_t count, const float* x, const float* y, const float* dy, float* dx, const Exec& ex) {
+  fail("activation_backward: not implemented yet (a stub being replaced in this change)");
+}
+void softmax_backward(int64_t n, int64_t classes, const float* y, const float* dy, float* dx, const Exec& ex) {
+  fail("softmax_backward: not implemented yet (a stub being replaced in this change)");
+}
+
+}  // namespace fastnn::cuda

@@ -12,6 +12,7 @@ const Kernels kernels = {
     "cuda",
     no_gemm_workspace,
     conv2d_workspace,
+    batchnorm_workspace,
 #define FASTNN_TABLE_ENTRY(name, params) name,
     FASTNN_KERNELS(FASTNN_TABLE_ENTRY)
 #undef FASTNN_TABLE_ENTRY

@@ -19,7 +19,7 @@ namespace fastnn::cuda {
 // step's last kernel advances it, so one captured CUDA graph serves every step.
 struct TrainState {
   const float* x;          // the dataset: samples × sample_floats, resident
-  const int32_t* labels;   // null for predict
+  const float* labels;     // class indices as floats; null for predict
   int64_t samples, sample_floats, batch;
   uint64_t shuffle_key;
   int32_t shuffled;
@@ -39,6 +39,8 @@ FASTNN_KERNELS(FASTNN_DECLARE_KERNEL)
 #undef FASTNN_DECLARE_KERNEL
 // conv2d.cu: the filter gradient's two-pass workspace, valid for any batch up to g.n.
 int64_t conv2d_workspace(const Conv2dGeometry& g, int threads);
+// batchnorm.cu: the per-channel reductions' partial sums.
+int64_t batchnorm_workspace(const BatchNormGeometry& g, int threads);
 
 extern const Kernels kernels;
 
@@ -74,10 +76,10 @@ void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool so
 void set_train_state(TrainState* state, const TrainState& value, cudaStream_t stream);
 // The current step's `rows` samples (shuffle_index order when shuffled) into x and labels.
 void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats, float* x,
-                  int32_t* labels, cudaStream_t stream);
+                  float* labels, cudaStream_t stream);
 // Records the step (loss from *mean_loss unless null, correct count when labels is
 // non-null) at state->step, then advances step (and iteration when training).
 void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* logits,
-                 const int32_t* labels, const double* mean_loss, cudaStream_t stream);
+                 const float* labels, const double* mean_loss, cudaStream_t stream);
 
 }  // namespace fastnn::cuda

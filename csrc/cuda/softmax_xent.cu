@@ -59,7 +59,7 @@ __device__ void row_first_max(const float* z, int64_t classes, int lane, float* 
 // Row losses go to row_loss[row]. Rows are warp-uniform, so every lane of a warp reaches
 // each full-mask shuffle. logits and dlogits must not overlap (as on the CPU).
 __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n,
-                                         const float* logits, const int32_t* labels,
+                                         const float* logits, const float* labels,
                                          float* dlogits, float* row_loss) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
@@ -75,7 +75,7 @@ __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n
     // others = Σ_{j≠top} e_j (the sum is 1 + others, so the loss can use log1p) and
     // rest = Σ_{j≠label} e_j (softmax − 1 at the label, summed directly: as p − 1 it
     // would round to 0 for a confident row).
-    const int64_t label = labels[row];
+    const auto label = static_cast<int64_t>(labels[row]);
     float others = 0.0f, rest = 0.0f;
     for (int64_t j = lane; j < classes; j += kWarp) {
       const float e = expf(z[j] - max);
@@ -177,7 +177,7 @@ void softmax(int64_t n, int64_t classes, const float* logits, float* probs, cons
 }
 
 void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
-                           const int32_t* labels, float* dlogits, double* loss, const Exec& ex) {
+                           const float* labels, float* dlogits, double* loss, const Exec& ex) {
   if (n <= 0 || classes <= 0) return;
   const cudaStream_t stream = stream_of(ex);
   const float inv_n = 1.0f / static_cast<float>(n);  // as the CPU forms it

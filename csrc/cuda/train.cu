@@ -12,7 +12,7 @@ __global__ void set_train_state_kernel(TrainState* state, TrainState value) { *s
 
 // One thread per float of the batch; a row's threads agree on its source sample.
 __global__ void gather_batch_kernel(const TrainState* __restrict__ state, int64_t rows,
-                                    float* __restrict__ x, int32_t* __restrict__ labels) {
+                                    float* __restrict__ x, float* __restrict__ labels) {
   const TrainState s = *state;
   const int64_t count = rows * s.sample_floats;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -34,7 +34,7 @@ constexpr int kFinishThreads = 256;
 // is exact in any order. The first maximum wins, as on the CPU (std::max_element).
 __global__ void finish_step_kernel(TrainState* state, int64_t rows, int64_t classes,
                                    const float* __restrict__ logits,
-                                   const int32_t* __restrict__ labels,
+                                   const float* __restrict__ labels,
                                    const double* __restrict__ mean_loss) {
   __shared__ int counts[kFinishThreads];
   int correct = 0;
@@ -45,7 +45,7 @@ __global__ void finish_step_kernel(TrainState* state, int64_t rows, int64_t clas
       for (int64_t j = 1; j < classes; ++j) {
         if (row[j] > row[top]) top = j;
       }
-      correct += top == labels[r];
+      correct += top == static_cast<int64_t>(labels[r]);
     }
   }
   counts[threadIdx.x] = correct;
@@ -74,14 +74,14 @@ void set_train_state(TrainState* state, const TrainState& value, cudaStream_t st
 }
 
 void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats, float* x,
-                  int32_t* labels, cudaStream_t stream) {
+                  float* labels, cudaStream_t stream) {
   gather_batch_kernel<<<grid_blocks(rows * sample_floats), kGridThreads, 0, stream>>>(
       state, rows, x, labels);
   check_launch("gather_batch_kernel");
 }
 
 void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* logits,
-                 const int32_t* labels, const double* mean_loss, cudaStream_t stream) {
+                 const float* labels, const double* mean_loss, cudaStream_t stream) {
   finish_step_kernel<<<1, kFinishThreads, 0, stream>>>(state, rows, classes, logits, labels,
                                                        mean_loss);
   check_launch("finish_step_kernel");

@@ -30,7 +30,7 @@ using cuda::DeviceBuffer;
 
 struct CudaDataset::Data {
   DeviceBuffer<float> x;
-  DeviceBuffer<int32_t> labels;  // empty for predict-only data
+  DeviceBuffer<float> labels;  // class indices as floats; empty for predict-only data
   int64_t count = 0;
 };
 
@@ -124,7 +124,7 @@ struct CudaNet::Impl {
   std::vector<DeviceBuffer<float>> outputs;   // per layer; empty where a layer aliases
   std::vector<DeviceBuffer<int32_t>> argmax;  // per max-pool layer
   DeviceBuffer<float> batch_x, grad_a, grad_b, workspace, scratch_bias;
-  DeviceBuffer<int32_t> batch_labels;
+  DeviceBuffer<float> batch_labels;
   std::vector<const float*> out;              // this step's output of each layer
   std::map<int64_t, cudaGraphExec_t> graphs;  // training step, by batch rows
 
@@ -222,7 +222,7 @@ void CudaNet::Impl::Slots::copy_out(int64_t first, int64_t count, cudaStream_t s
 // Sized for batches of up to `rows`: the last, shorter step of an epoch reuses them (the
 // convolutions' workspace bound holds for every smaller batch too).
 void CudaNet::Impl::reserve(int64_t rows) {
-  int64_t floats = softmax_cross_entropy_workspace(rows);
+  int64_t floats = loss_workspace(rows);
   int64_t widest_bias = 1;
   for (const PlannedLayer& layer : plan.layers) {
     if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
@@ -242,7 +242,7 @@ void CudaNet::Impl::reserve(int64_t rows) {
     argmax.emplace_back(layer.spec.kind == LayerSpec::Kind::MaxPool2d ? rows * layer.out_size : 0);
   }
   batch_x = DeviceBuffer<float>(rows * sample);
-  batch_labels = DeviceBuffer<int32_t>(rows);
+  batch_labels = DeviceBuffer<float>(rows);
   grad_a = DeviceBuffer<float>(rows * plan.widest());
   grad_b = DeviceBuffer<float>(rows * plan.widest());
   workspace = DeviceBuffer<float>(std::max(floats, workspace.size()));
@@ -404,8 +404,9 @@ std::shared_ptr<CudaDataset> CudaNet::dataset(const float* x, const int32_t* lab
   data->x = DeviceBuffer<float>(count * m.sample);
   m.upload(data->x.data(), x, count * m.sample, "cudaMemcpyAsync (dataset samples to the GPU)");
   if (labels) {
-    data->labels = DeviceBuffer<int32_t>(count);
-    m.upload(data->labels.data(), labels, count, "cudaMemcpyAsync (dataset labels to the GPU)");
+    const std::vector<float> floats(labels, labels + count);
+    data->labels = DeviceBuffer<float>(count);
+    m.upload(data->labels.data(), floats.data(), count, "cudaMemcpyAsync (dataset labels to the GPU)");
   }
   return std::make_shared<CudaDataset>(std::move(data));
 }

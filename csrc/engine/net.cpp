@@ -166,7 +166,7 @@ void Net::reserve(int64_t n, int threads) {
     batch_capacity_ = n;
   }
   const Kernels& k = cpu_kernels();
-  int64_t floats = std::max<int64_t>(softmax_cross_entropy_workspace(n), k.gemm_workspace(threads));
+  int64_t floats = std::max<int64_t>(loss_workspace(n), k.gemm_workspace(threads));
   int64_t widest_bias = 1;
   for (const Layer& layer : layers_) {
     if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
@@ -273,7 +273,8 @@ BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
   const float* logits = forward(x, n, /*training=*/true, ex);
   auto start = std::chrono::steady_clock::now();
   double loss = 0.0;
-  cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), &loss, ex);
+  label_floats_.assign(labels, labels + n);
+  cpu_kernels().softmax_cross_entropy(n, classes(), logits, label_floats_.data(), grad_a_.data(), &loss, ex);
   const int64_t correct = count_correct(logits, labels, n);
   timings_.loss += seconds_since(start);
   backward(x, n, ex);
@@ -290,7 +291,8 @@ BatchResult Net::evaluate(const float* x, const int32_t* labels, int64_t n) {
   const Exec ex{threads, workspace_.data()};
   const float* logits = forward(x, n, /*training=*/false, ex);
   double loss = 0.0;
-  cpu_kernels().softmax_cross_entropy(n, classes(), logits, labels, grad_a_.data(), &loss, ex);
+  label_floats_.assign(labels, labels + n);
+  cpu_kernels().softmax_cross_entropy(n, classes(), logits, label_floats_.data(), grad_a_.data(), &loss, ex);
   return {loss * static_cast<double>(n), count_correct(logits, labels, n)};
 }
 

@@ -101,6 +101,7 @@ class Net {
   AlignedBuffer grad_a_, grad_b_, workspace_, scratch_bias_;
   AlignedBuffer batch_x_;  // a shuffled batch, gathered
   std::vector<int32_t> batch_labels_;
+  std::vector<float> label_floats_;
   std::vector<float> step_loss_;  // by step of the epoch
   std::vector<int32_t> step_correct_;
   int64_t batch_capacity_ = 0, workspace_floats_ = 0;

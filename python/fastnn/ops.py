@@ -282,3 +282,12 @@ def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False, dev
     _C.sgd_update(work[0], _floats(grad, "grad"), work[1] if len(work) > 1 else None, lr,
                   momentum, nesterov, device=_device(device))
     _write_back(originals, work)
+
+
+# ==== activations (element-wise, softmax's gradient) ====
+
+
+# ==== pooling (average, 'same') and batch normalisation ====
+
+
+# ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====

@@ -383,3 +383,12 @@ def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False):
         param += momentum * velocity - lr * grad
     else:
         param += velocity
+
+
+# ==== activations (element-wise, softmax's gradient) ====
+
+
+# ==== pooling (average, 'same') and batch normalisation ====
+
+
+# ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====

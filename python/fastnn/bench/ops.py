@@ -343,7 +343,27 @@ def cases(batches=(BATCH,)):
             + per_batch(lambda n: [_relu((n,) + RELU, False), _relu((n,) + RELU, True),
                                    _softmax_cross_entropy(n), _softmax(n),
                                    _dropout((n,) + RELU)])
+            + per_batch(_activation_cases) + per_batch(_pool_norm_cases)
+            + per_batch(_loss_cases)
             + [_adam(), _sgd(), _gemm()])
+
+
+# ==== activations (element-wise, softmax's gradient) ====
+
+def _activation_cases(batch):
+    return []
+
+
+# ==== pooling (average, 'same') and batch normalisation ====
+
+def _pool_norm_cases(batch):
+    return []
+
+
+# ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====
+
+def _loss_cases(batch):
+    return []
 
 
 # ---------------------------------------------------------------------------

