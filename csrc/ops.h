@@ -213,7 +213,8 @@ static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i
                        float* dx, const Exec& ex))                                         \
   /* batch statistics (biased variance) normalise x; mean and inv_std = 1/sqrt(var + eps)  \
      are kept for the backward; moving_* = moving_*·momentum + batch_*·(1 − momentum).     \
-     gamma/beta null: scale 1 / offset 0. Workspace: batchnorm_workspace floats */         \
+     gamma/beta null: scale 1 / offset 0. Workspace (this and the backward's):             \
+     batchnorm_workspace floats */                                                         \
   X(batchnorm_forward_training, (const BatchNormGeometry& g, const float* x,               \
                                  const float* gamma, const float* beta, float* y,          \
                                  float* mean, float* inv_std, float* moving_mean,          \

@@ -49,10 +49,17 @@ def test_ops_covers_every_op(tmp_path, restore_runtime):
     report = json.loads(path.read_text())
     names = {(r["op"], r["direction"]) for r in report["results"]}
     newer = {("softmax", "forward"), ("dropout", "forward"), ("sgd_update", "update")}
+    # issue 12's: activations, the softmax's gradient, average pooling (a 2x2 and a global
+    # one), batch normalisation, and the losses (sigmoid cross-entropy at 1 and 10 outputs)
+    layers = {(op, d) for op in ("sigmoid", "tanh", "gelu", "swish", "avgpool2d", "batchnorm")
+              for d in ("forward", "backward")} | {("softmax", "backward")}
+    losses = {("categorical_xent", "fused"), ("sigmoid_xent", "fused"),
+              ("mean_squared_error", "fused")}
     assert names == {(op, d) for op in ("conv2d", "maxpool2d", "dense", "relu")
                      for d in ("forward", "backward")} | {
-        ("softmax_xent", "fused"), ("adam_update", "update"), ("gemm", "forward")} | newer
-    assert len(report["results"]) == 19 + len(newer)
+        ("softmax_xent", "fused"), ("adam_update", "update"), ("gemm", "forward")} | newer | \
+        layers | losses
+    assert len(report["results"]) == 19 + len(newer) + 19
     contenders = {"fastnn", "numpy"} | (OPTIONAL & {"torch"})
     for result in report["results"]:
         assert set(result["ms"]) == contenders and min(result["ms"].values()) > 0

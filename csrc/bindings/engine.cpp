@@ -8,6 +8,9 @@
 #include <mutex>
 #include <optional>
 
+#include <cmath>
+
+#include "bindings/activation_names.h"
 #include "bindings/arrays.h"
 #include "engine/net.h"
 #ifdef FASTNN_WITH_CUDA
@@ -36,43 +39,69 @@ std::pair<int64_t, int64_t> field_pair(const py::dict& d, const char* key, const
   return {pair[0], pair[1]};
 }
 
-Activation parse_activation(const py::dict& d, const std::string& where) {
-  const std::string name = d.contains("activation") ? field<std::string>(d, "activation", where) : "linear";
-  if (name == "linear") return Activation::Linear;
-  if (name == "relu") return Activation::Relu;
-  if (name == "softmax") return Activation::Softmax;
-  fail(where, ": unknown activation '", name, "' (expected 'linear', 'relu' or 'softmax')");
+template <class T>
+T field_or(const py::dict& d, const char* key, T fallback, const std::string& where) {
+  return d.contains(key) ? field<T>(d, key, where) : fallback;
+}
+
+// "activation": a Keras name (activation_names.h), with its "activation_alpha", "_beta",
+// "_gamma" numbers where the kind takes them (ops.h ActivationSpec).
+ActivationSpec parse_activation(const py::dict& d, const std::string& where) {
+  ActivationSpec a;
+  const std::string name = field_or<std::string>(d, "activation", "linear", where);
+  try {
+    a.kind = activation_kind(name);
+  } catch (const Error& error) {
+    fail(where, ": ", error.what());
+  }
+  a.alpha = static_cast<float>(field_or<double>(d, "activation_alpha", 0.0, where));
+  a.beta = static_cast<float>(field_or<double>(d, "activation_beta", 0.0, where));
+  a.gamma = static_cast<float>(field_or<double>(d, "activation_gamma", 0.0, where));
+  return a;
 }
 
 LayerSpec parse_layer(const py::dict& d, size_t index) {
   using Kind = LayerSpec::Kind;
-  const std::string where = "layer " + std::to_string(index);
+  std::string where = "layer " + std::to_string(index);
   const std::string type = field<std::string>(d, "type", where);
+  where += " (" + type + ")";
   LayerSpec spec{};
+  spec.activation = parse_activation(d, where);
   if (type == "conv2d") {
     spec.kind = Kind::Conv2d;
     spec.units = field<int64_t>(d, "filters", where);
     std::tie(spec.kh, spec.kw) = field_pair(d, "kernel_size", where);
     std::tie(spec.sh, spec.sw) = field_pair(d, "strides", where);
     spec.same = parse_padding(field<std::string>(d, "padding", where));
-    spec.activation = parse_activation(d, where);
     spec.use_bias = field<bool>(d, "use_bias", where);
-  } else if (type == "maxpool2d") {
-    spec.kind = Kind::MaxPool2d;
+  } else if (type == "maxpool2d" || type == "avgpool2d") {
+    spec.kind = type == "maxpool2d" ? Kind::MaxPool2d : Kind::AvgPool2d;
     std::tie(spec.kh, spec.kw) = field_pair(d, "pool_size", where);
     std::tie(spec.sh, spec.sw) = field_pair(d, "strides", where);
+    spec.same = parse_padding(field_or<std::string>(d, "padding", "valid", where));
   } else if (type == "flatten") {
-    spec.kind = Kind::Flatten;
+    spec.kind = Kind::Reshape;  // to one axis: the plan forms the shape
+  } else if (type == "reshape") {
+    spec.kind = Kind::Reshape;
+    spec.shape = field<std::vector<int64_t>>(d, "shape", where);
   } else if (type == "dense") {
     spec.kind = Kind::Dense;
     spec.units = field<int64_t>(d, "units", where);
-    spec.activation = parse_activation(d, where);
     spec.use_bias = field<bool>(d, "use_bias", where);
   } else if (type == "dropout") {
     spec.kind = Kind::Dropout;
     spec.rate = field<double>(d, "rate", where);
+  } else if (type == "activation") {
+    spec.kind = Kind::Activation;
+  } else if (type == "batchnorm") {
+    spec.kind = Kind::BatchNorm;
+    spec.epsilon = field<double>(d, "epsilon", where);
+    spec.momentum = field<double>(d, "momentum", where);
+    spec.center = field<bool>(d, "center", where);
+    spec.scale = field<bool>(d, "scale", where);
   } else {
-    fail(where, ": unknown type '", type, "' (expected conv2d, maxpool2d, flatten, dense or dropout)");
+    fail("layer ", index, ": unknown type '", type, "' (expected conv2d, maxpool2d, avgpool2d, flatten, "
+         "reshape, dense, dropout, activation or batchnorm)");
   }
   return spec;
 }
@@ -96,21 +125,68 @@ OptimizerSpec parse_optimizer(const py::dict& d) {
   return spec;
 }
 
+// {"type": a Keras loss name, "from_logits": bool, "delta": float (huber), "accuracy":
+// "argmax" | "binary" | "none"}; None: sparse categorical cross-entropy, argmax accuracy.
+LossSpec parse_loss(const std::optional<py::dict>& maybe) {
+  using Kind = LossSpec::Kind;
+  LossSpec spec;
+  if (!maybe) return spec;
+  const py::dict& d = *maybe;
+  const std::string type = field<std::string>(d, "type", "loss");
+  if (type == "sparse_categorical_crossentropy") {
+    spec.kind = Kind::SparseCategorical;
+  } else if (type == "categorical_crossentropy") {
+    spec.kind = Kind::Categorical;
+  } else if (type == "binary_crossentropy") {
+    spec.kind = Kind::Binary;
+  } else if (type == "mean_squared_error") {
+    spec.kind = Kind::MeanSquared;
+  } else if (type == "mean_absolute_error") {
+    spec.kind = Kind::MeanAbsolute;
+  } else if (type == "huber") {
+    spec.kind = Kind::Huber;
+  } else {
+    fail("loss: unknown type '", type, "' (expected sparse_categorical_crossentropy, "
+         "categorical_crossentropy, binary_crossentropy, mean_squared_error, "
+         "mean_absolute_error or huber)");
+  }
+  spec.from_logits = field_or<bool>(d, "from_logits", false, "loss");
+  spec.delta = field_or<double>(d, "delta", 1.0, "loss");
+  const std::string accuracy = field_or<std::string>(d, "accuracy", "argmax", "loss");
+  if (accuracy == "argmax") {
+    spec.accuracy = LossSpec::Accuracy::Argmax;
+  } else if (accuracy == "binary") {
+    spec.accuracy = LossSpec::Accuracy::Binary;
+  } else if (accuracy == "none") {
+    spec.accuracy = LossSpec::Accuracy::None;
+  } else {
+    fail("loss: unknown accuracy '", accuracy, "' (expected 'argmax', 'binary' or 'none')");
+  }
+  return spec;
+}
+
 template <class Engine>
 std::unique_ptr<Engine> make_engine(const py::list& layers, const std::vector<int64_t>& input_shape,
-                                    const py::dict& optimizer) {
+                                    const py::dict& optimizer, const std::optional<py::dict>& loss) {
   std::vector<LayerSpec> specs;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (!py::isinstance<py::dict>(layers[i])) fail("layer ", i, " must be a dict");
     specs.push_back(parse_layer(layers[i].cast<py::dict>(), i));
   }
-  return std::make_unique<Engine>(std::move(specs), input_shape, parse_optimizer(optimizer));
+  LossSpec loss_spec = parse_loss(loss);
+  // Without a loss dict (the engine's own contract): sparse cross-entropy, on the softmax
+  // when the last layer has one, else on its outputs as logits.
+  if (!loss && !specs.empty()) loss_spec.from_logits = specs.back().activation.kind != Act::Softmax;
+  return std::make_unique<Engine>(std::move(specs), input_shape, parse_optimizer(optimizer),
+                                  loss_spec);
 }
 
-// A batch for the net: x (n, *input_shape) and, when given, labels (n,) in range.
+// A batch for the net: x (n, *input_shape) and, when given, its targets: for a sparse
+// loss one class index per sample ((n,) or (n, 1), whole numbers in range), else
+// target_width() finite numbers per sample. Returns n; the targets as floats in `out`.
 template <class Engine>
-int64_t check_batch(Engine& net, const FloatArray& x, const std::optional<LabelArray>& labels,
-                    std::vector<int32_t>& labels32) {
+int64_t check_batch(Engine& net, const FloatArray& x, const std::optional<FloatArray>& targets,
+                    std::vector<float>& out) {
   std::vector<int64_t> expected{x.ndim() > 0 ? x.shape(0) : 0};
   for (int64_t d : net.input_shape()) expected.push_back(d);
   if (x.ndim() == 0 || shape_of(x) != expected) {
@@ -120,33 +196,36 @@ int64_t check_batch(Engine& net, const FloatArray& x, const std::optional<LabelA
   }
   const int64_t n = x.shape(0);
   if (n == 0) fail("x must not be empty: the batch has 0 samples");
-  if (!labels) return n;
-  if (labels->ndim() != 1 || labels->shape(0) != n) {
-    fail("labels must have shape (", n, ",) (one class index per sample), got ",
-         shape_str(shape_of(*labels)));
+  if (!targets) return n;
+  const int64_t width = net.target_width();
+  const bool sparse = net.plan().loss.kind == LossSpec::Kind::SparseCategorical;
+  if (targets->ndim() == 0 || targets->shape(0) != n || targets->size() != n * width) {
+    fail(sparse ? "labels must have shape (" : "targets must have shape (", n, ", ",
+         sparse ? "" : std::to_string(width), sparse ? ") (one class index per sample)" :
+         ") (one value per output of the model)", ", got ", shape_str(shape_of(*targets)));
   }
-  labels32.resize(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = labels->data()[i];
-    if (label < 0 || label >= net.classes()) {
-      fail("labels[", i, "] = ", label, " is out of range: the model has ", net.classes(),
-           " outputs, so labels must be in [0, ", net.classes(), ")");
+  out.assign(targets->data(), targets->data() + n * width);
+  for (int64_t i = 0; i < n * width; ++i) {
+    const float v = out[i];
+    if (sparse && !(v >= 0 && v < static_cast<float>(net.classes()) && v == std::floor(v))) {
+      fail("labels[", i, "] = ", v, " is out of range: the model has ", net.classes(),
+           " outputs, so labels must be whole numbers in [0, ", net.classes(), ")");
     }
-    labels32[i] = static_cast<int32_t>(label);
+    if (!std::isfinite(v)) fail("targets contain ", v, " (at flat index ", i, ")");
   }
   return n;
 }
 
-// Checks a labelled batch, then runs `step` (train_step or evaluate) without the GIL.
+// Checks a batch and its targets, then runs `step` (train_step or evaluate) without the GIL.
 template <class Engine>
 std::pair<double, int64_t> run_batch(
-    Engine& net, const FloatArray& x, const LabelArray& labels,
-    BatchResult (Engine::*step)(const float*, const int32_t*, int64_t)) {
-  std::vector<int32_t> labels32;
-  const int64_t n = check_batch(net, x, labels, labels32);
+    Engine& net, const FloatArray& x, const FloatArray& targets,
+    BatchResult (Engine::*step)(const float*, const float*, int64_t)) {
+  std::vector<float> checked;
+  const int64_t n = check_batch(net, x, targets, checked);
   py::gil_scoped_release nogil;
   std::lock_guard<std::mutex> lock(net.mutex);
-  const BatchResult r = (net.*step)(x.data(), labels32.data(), n);
+  const BatchResult r = (net.*step)(x.data(), checked.data(), n);
   return {r.loss, r.correct};
 }
 
@@ -165,11 +244,11 @@ py::list views(py::object owner, Engine& net, float* base) {
 // The CPU engine reads the caller's samples in place: this keeps them alive.
 struct HostData {
   FloatArray x;
-  std::vector<int32_t> labels;
+  std::vector<float> targets;
   bool labelled;
   int64_t count;
   HostDataset view() const {
-    return {x.data(), labelled ? labels.data() : nullptr, count};
+    return {x.data(), labelled ? targets.data() : nullptr, count};
   }
 };
 
@@ -180,9 +259,9 @@ template <>
 struct EngineTraits<Net> {
   using Data = std::shared_ptr<HostData>;
   static constexpr const char* device = "cpu";
-  static Data dataset(Net&, FloatArray x, std::vector<int32_t> labels, bool has_labels,
+  static Data dataset(Net&, FloatArray x, std::vector<float> targets, bool has_targets,
                       int64_t n) {
-    return std::make_shared<HostData>(HostData{std::move(x), std::move(labels), has_labels, n});
+    return std::make_shared<HostData>(HostData{std::move(x), std::move(targets), has_targets, n});
   }
   static HostDataset unwrap(const Data& data) { return data->view(); }
   static int64_t count(const Data& data) { return data->count; }
@@ -196,15 +275,15 @@ template <>
 struct EngineTraits<CudaNet> {
   using Data = std::shared_ptr<CudaDataset>;
   static constexpr const char* device = "cuda";
-  static Data dataset(CudaNet& net, const FloatArray& x, const std::vector<int32_t>& labels,
-                      bool has_labels, int64_t n) {
+  static Data dataset(CudaNet& net, const FloatArray& x, const std::vector<float>& targets,
+                      bool has_targets, int64_t n) {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(net.mutex);
-    return net.dataset(x.data(), has_labels ? labels.data() : nullptr, n);
+    return net.dataset(x.data(), has_targets ? targets.data() : nullptr, n);
   }
   static const Data& unwrap(const Data& data) { return data; }
   static int64_t count(const Data& data) { return data->count(); }
-  static bool labelled(const Data& data) { return data->has_labels(); }
+  static bool labelled(const Data& data) { return data->has_targets(); }
   static void pull(CudaNet& net) { net.pull(); }
   static void push(CudaNet& net) { net.push(); }
 };
@@ -236,7 +315,7 @@ void bind_engine(py::module_& m, const char* name, const char* doc) {
   using Data = typename Traits::Data;
   py::class_<Engine> cls(m, name, doc);
   cls.def(py::init(&make_engine<Engine>), py::arg("layers"), py::arg("input_shape"),
-          py::arg("optimizer"))
+          py::arg("optimizer"), py::arg("loss") = py::none())
       .def_property_readonly("device", [](const Engine&) { return Traits::device; })
       .def("parameters", [](py::object self) {
         Engine& net = self.cast<Engine&>();
@@ -268,14 +347,20 @@ void bind_engine(py::module_& m, const char* name, const char* doc) {
         return out;
       })
       .def_property_readonly("parameter_count", &Engine::parameter_count)
-      .def("train_step", [](Engine& net, const FloatArray& x, const LabelArray& labels) {
-        return run_batch(net, x, labels, &Engine::train_step);
+      .def("train_step", [](Engine& net, const FloatArray& x, const FloatArray& targets) {
+        return run_batch(net, x, targets, &Engine::train_step);
       }, py::arg("x"), py::arg("labels"))
-      .def("evaluate", [](Engine& net, const FloatArray& x, const LabelArray& labels) {
-        return run_batch(net, x, labels, &Engine::evaluate);
+      .def("evaluate", [](Engine& net, const FloatArray& x, const FloatArray& targets) {
+        return run_batch(net, x, targets, &Engine::evaluate);
       }, py::arg("x"), py::arg("labels"))
+      .def_property_readonly("target_width", &Engine::target_width)
+      .def("trainable", [](const Engine& net) {
+        py::list out;
+        for (const ParameterSlot& slot : net.parameter_slots()) out.append(slot.trainable);
+        return out;
+      }, "For each array of parameters(): whether the optimizer trains it")
       .def("predict", [](Engine& net, const FloatArray& x) {
-        std::vector<int32_t> unused;
+        std::vector<float> unused;
         const int64_t n = check_batch(net, x, std::nullopt, unused);
         FloatArray out({n, net.classes()});
         float* p = out.mutable_data();
@@ -286,10 +371,10 @@ void bind_engine(py::module_& m, const char* name, const char* doc) {
         }
         return out;
       }, py::arg("x"))
-      .def("dataset", [](Engine& net, const FloatArray& x, const std::optional<LabelArray>& labels) {
-        std::vector<int32_t> labels32;
-        const int64_t n = check_batch(net, x, labels, labels32);
-        return Traits::dataset(net, x, std::move(labels32), labels.has_value(), n);
+      .def("dataset", [](Engine& net, const FloatArray& x, const std::optional<FloatArray>& labels) {
+        std::vector<float> targets;
+        const int64_t n = check_batch(net, x, labels, targets);
+        return Traits::dataset(net, x, std::move(targets), labels.has_value(), n);
       }, py::arg("x"), py::arg("labels") = py::none(),
          "The samples (and labels) a run of steps reads: on the GPU, copied there once")
       .def("train_steps", [](Engine& net, const Data& data, int64_t batch_size,

@@ -154,28 +154,33 @@ FloatArray gemm(const FloatArray& a, const FloatArray& b, bool trans_a, bool tra
 
 // ---- pooling ------------------------------------------------------------------------
 
+}  // namespace
+
+// Also the geometry of ops_pool_norm.cpp's average pooling.
 Pool2dGeometry pool_geometry(const py::array& x, int64_t pool_h, int64_t pool_w,
-                             int64_t stride_h, int64_t stride_w) {
+                             int64_t stride_h, int64_t stride_w, const std::string& padding) {
   check_array(x, "x", 4, "(N, H, W, C)");
   check_positive(pool_h, "pool_size[0]");
   check_positive(pool_w, "pool_size[1]");
   check_positive(stride_h, "strides[0]");
   check_positive(stride_w, "strides[1]");
+  const bool same = parse_padding(padding);
   Pool2dGeometry g{};
   g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
   g.pool_h = pool_h, g.pool_w = pool_w, g.stride_h = stride_h, g.stride_w = stride_w;
-  int64_t unused;
-  conv_axis(g.h, pool_h, stride_h, false, "height", "pool", g.oh, unused);
-  conv_axis(g.w, pool_w, stride_w, false, "width", "pool", g.ow, unused);
+  conv_axis(g.h, pool_h, stride_h, same, "height", "pool", g.oh, g.pad_top);
+  conv_axis(g.w, pool_w, stride_w, same, "width", "pool", g.ow, g.pad_left);
   if (pool_h * pool_w > std::numeric_limits<int32_t>::max()) {
     fail("pool_size (", pool_h, ", ", pool_w, ") has more than 2**31 - 1 elements per window");
   }
   return g;
 }
 
+namespace {
+
 FloatArray maxpool2d(const FloatArray& x, int64_t pool_h, int64_t pool_w, int64_t stride_h,
-                     int64_t stride_w, const std::string& device) {
-  const Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
+                     int64_t stride_w, const std::string& padding, const std::string& device) {
+  const Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w, padding);
   FloatArray y({g.n, g.oh, g.ow, g.c});
   OpCall call(device);
   const float* xp = call.in(x.data(), x.size());
@@ -187,8 +192,8 @@ FloatArray maxpool2d(const FloatArray& x, int64_t pool_h, int64_t pool_w, int64_
 
 FloatArray maxpool2d_backward(const FloatArray& x, const FloatArray& dy, int64_t pool_h,
                               int64_t pool_w, int64_t stride_h, int64_t stride_w,
-                              const std::string& device) {
-  const Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w);
+                              const std::string& padding, const std::string& device) {
+  const Pool2dGeometry g = pool_geometry(x, pool_h, pool_w, stride_h, stride_w, padding);
   check_shape(dy, "dy", {g.n, g.oh, g.ow, g.c}, "the shape of maxpool2d's output");
   FloatArray dx(shape_of(x));
   OpCall call(device);
@@ -366,10 +371,11 @@ void bind_ops(py::module_& m) {
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("device") = "cpu");
   m.def("maxpool2d", &maxpool2d, py::arg("x"), py::arg("pool_h"), py::arg("pool_w"),
-        py::arg("stride_h"), py::arg("stride_w"), py::arg("device") = "cpu");
+        py::arg("stride_h"), py::arg("stride_w"), py::arg("padding") = "valid",
+        py::arg("device") = "cpu");
   m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("x"), py::arg("dy"),
         py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
-        py::arg("device") = "cpu");
+        py::arg("padding") = "valid", py::arg("device") = "cpu");
   m.def("relu", &relu, py::arg("x"), py::arg("device") = "cpu");
   m.def("relu_backward", &relu_backward, py::arg("x"), py::arg("dy"), py::arg("device") = "cpu");
   m.def("dropout", &dropout, py::arg("x"), py::arg("rate"), py::arg("seed"),

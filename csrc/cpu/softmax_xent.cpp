@@ -1,7 +1,9 @@
 // softmax_xent.cpp — softmax + cross-entropy fused, forward and backward in one pass per
-// row: loss_i = logsumexp(z_i) − z_i[label_i], dz_i = (softmax(z_i) − onehot_i) / n.
-// Subtracting the row max first keeps exp() in range for any finite logits. Row losses
-// are summed in row order in double, so the mean does not depend on the thread count.
+// row: loss_i = logsumexp(z_i) − z_i[label_i], dz_i = (softmax(z_i) − onehot_i) / n, and
+// its form for any targets t (categorical_cross_entropy). Subtracting the row max first
+// keeps exp() in range for any finite logits. Row losses are summed in row order in
+// double, so the mean does not depend on the thread count. (The element-wise losses,
+// sigmoid and regression, are in loss.cpp.)
 #include <cmath>
 
 #include "cpu/isa.h"
@@ -61,6 +63,47 @@ void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
       for (int64_t j = 0; j < classes; ++j) dz[j] *= scale;
       dz[label] = -rest * scale;
       row_loss[i] = std::log1p(row.others) + (row.max - z[label]);
+    }
+  });
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) total += row_loss[i];
+  *loss = total / static_cast<double>(n);
+}
+
+// Any targets t, T = Σ_j t_j: loss_i = Σ_j t_j·(logsumexp(z) − z_j) = T·log1p(others) +
+// Σ_j t_j·(max − z_j), the differences taken in double (finite for any finite logits, so
+// a zero target times a huge difference stays 0). dz_j = (p_j·T − t_j)/n, formed as
+// (e_j·T₋ⱼ − t_j·S₋ⱼ)/(S·n) with T₋ⱼ = T − t_j and S₋ⱼ = S − e_j (S = Σ e): with one-hot
+// targets that is softmax_cross_entropy's −rest at the label, and it keeps the digits of
+// any p_j·T ≈ t_j that a confident row would otherwise cancel to 0.
+void categorical_cross_entropy(int64_t n, int64_t classes, const float* logits,
+                               const float* targets, float* dlogits, double* loss,
+                               const Exec& ex) {
+  if (n <= 0 || classes <= 0) return;
+  float* row_loss = ex.workspace;
+  const float inv_n = 1.0f / static_cast<float>(n);
+  parallel_for(n, ex.threads, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* z = logits + i * classes;
+      const float* t = targets + i * classes;
+      float* dz = dlogits + i * classes;
+      const RowExp row = exp_shifted(z, dz, classes);
+      double total_t = 0.0, shifted = 0.0;  // T and Σ_j t_j·(max − z_j)
+      for (int64_t j = 0; j < classes; ++j) {
+        total_t += t[j];
+        shifted += static_cast<double>(t[j]) * (static_cast<double>(row.max) - z[j]);
+      }
+      // Where e_j = 1 (the first maximum, or a tie), S₋ⱼ is `others` exactly; elsewhere
+      // S >= 1 + e_j, so S − e_j cancels no digits.
+      const float sum = 1.0f + row.others;
+      const float scale = inv_n / sum;
+      for (int64_t j = 0; j < classes; ++j) {
+        const float e = dz[j];
+        const float others_e = e == 1.0f ? row.others : sum - e;
+        const auto others_t = static_cast<float>(total_t - t[j]);
+        dz[j] = (e * others_t - t[j] * others_e) * scale;
+      }
+      row_loss[i] = static_cast<float>(total_t * std::log1p(row.others) + shifted);
     }
   });
   double total = 0.0;

@@ -70,10 +70,15 @@ static inline int64_t conv2d_workspace(const Conv2dGeometry& g, int threads) {
   return forward > data ? (forward > filter ? forward : filter) : (data > filter ? data : filter);
 }
 
-// Batch normalisation's per-worker partial sums over its rows: two doubles per channel
-// (four floats' room), one line-rounded block per worker, summed in worker order.
-static inline int64_t batchnorm_workspace(const BatchNormGeometry& g, int threads) {
-  return static_cast<int64_t>(threads) * round_to_line(4 * g.channels);
+// Batch normalisation reduces over rows in kBatchNormBlocks fixed blocks of rows (fewer
+// when rows are fewer), whatever the thread count, so its sums never depend on it. Per
+// block: two doubles per channel (four floats); ahead of the blocks, two floats per
+// channel for the backward's coefficients. Channels are rounded up to a line, so whole
+// vectors of doubles stay inside each array.
+constexpr int64_t kBatchNormBlocks = 64;
+
+static inline int64_t batchnorm_workspace(const BatchNormGeometry& g, int /*threads*/) {
+  return round_to_line(g.channels) * (2 + 4 * kBatchNormBlocks);
 }
 
 }  // namespace fastnn::cpu

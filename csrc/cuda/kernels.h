@@ -19,8 +19,8 @@ namespace fastnn::cuda {
 // step's last kernel advances it, so one captured CUDA graph serves every step.
 struct TrainState {
   const float* x;          // the dataset: samples × sample_floats, resident
-  const float* labels;     // class indices as floats; null for predict
-  int64_t samples, sample_floats, batch;
+  const float* targets;    // target_width floats per sample (plan.h's LossSpec); null for predict
+  int64_t samples, sample_floats, target_width, batch;
   uint64_t shuffle_key;
   int32_t shuffled;
   int32_t training;        // finish_step: mean loss and advance `iteration`, or summed loss
@@ -28,7 +28,7 @@ struct TrainState {
   int64_t iteration;       // optimizer steps taken (Adam's t − 1; the dropout counter)
   double learning_rate;
   double* step_loss;       // per step of the epoch: mean loss (training) or summed loss
-  int32_t* step_correct;   // per step: rows whose first maximum is the label
+  int32_t* step_correct;   // per step: samples (or outputs) counted correct
   float* outputs;          // predict: row r of the epoch at outputs[r − outputs_first_row]
   int64_t outputs_first_row;
 };
@@ -71,15 +71,20 @@ void dropout_backward_resident(int64_t count, const float* dy, float* dx, uint32
 // state->outputs at the current step's rows.
 void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,
                      const TrainState* state, cudaStream_t stream);
+// Accuracy kinds of finish_step (plan.h's LossSpec::Accuracy).
+constexpr int kAccuracyNone = 0, kAccuracyArgmax = 1, kAccuracyBinary = 2;
 
 // train.cu — the resident step's bookkeeping.
 void set_train_state(TrainState* state, const TrainState& value, cudaStream_t stream);
-// The current step's `rows` samples (shuffle_index order when shuffled) into x and labels.
-void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats, float* x,
-                  float* labels, cudaStream_t stream);
-// Records the step (loss from *mean_loss unless null, correct count when labels is
-// non-null) at state->step, then advances step (and iteration when training).
-void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* logits,
-                 const float* labels, const double* mean_loss, cudaStream_t stream);
+// The current step's `rows` samples (shuffle_index order when shuffled) into x and their
+// targets into `targets` (unless null).
+void gather_batch(const TrainState* state, int64_t rows, int64_t sample_floats,
+                  int64_t target_width, float* x, float* targets, cudaStream_t stream);
+// Records the step (loss from *mean_loss unless null, the correct count by `accuracy` when
+// targets is non-null, as the CPU engine's count_correct) at state->step, then advances
+// step (and iteration when training).
+void finish_step(TrainState* state, int64_t rows, int64_t classes, const float* outputs,
+                 const float* targets, int64_t target_width, int accuracy,
+                 const double* mean_loss, cudaStream_t stream);
 
 }  // namespace fastnn::cuda

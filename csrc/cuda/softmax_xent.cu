@@ -1,7 +1,9 @@
 // softmax_xent.cu — softmax + cross-entropy fused, one warp per row: loss_i =
-// log1p(others) + (max − z[label]), dz = (softmax − onehot) / n, with the CPU code's
-// formulas (see cpu/softmax_xent.cpp). A second one-block kernel takes the mean of the
-// row losses in double. Every reduction has a fixed shape, so the bits never vary.
+// log1p(others) + (max − z[label]), dz = (softmax − onehot) / n, and its form for any
+// targets (categorical_cross_entropy), with the CPU code's formulas (see
+// cpu/softmax_xent.cpp). A second one-block kernel takes the mean of the row losses in
+// double. Every reduction has a fixed shape, so the bits never vary. (The element-wise
+// losses, sigmoid and regression, are in loss.cu.)
 #include <algorithm>
 #include <cmath>
 
@@ -95,6 +97,47 @@ __global__ void softmax_xent_rows_kernel(int64_t n, int64_t classes, float inv_n
   }
 }
 
+// Any targets t, as cpu/softmax_xent.cpp forms it: loss_i = T·log1p(others) +
+// Σ_j t_j·(max − z_j) with T = Σ_j t_j, both sums and the differences in double, and
+// dz_j = (e_j·(T − t_j) − t_j·S₋ⱼ)/(S·n), S₋ⱼ = others where e_j = 1, else S − e_j.
+__global__ void categorical_xent_rows_kernel(int64_t n, int64_t classes, float inv_n,
+                                             const float* logits, const float* targets,
+                                             float* dlogits, float* row_loss) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+       row < n; row += warps) {
+    const float* z = logits + row * classes;
+    const float* t = targets + row * classes;
+    float* dz = dlogits + row * classes;
+
+    float max;
+    int64_t top;
+    row_first_max(z, classes, lane, &max, &top);
+
+    float others = 0.0f;
+    double total_t = 0.0, shifted = 0.0;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      if (j != top) others += expf(z[j] - max);
+      total_t += t[j];
+      shifted += static_cast<double>(t[j]) * (static_cast<double>(max) - z[j]);
+    }
+    others = warp_sum(others);
+    total_t = warp_sum(total_t);
+    shifted = warp_sum(shifted);
+
+    const float sum = 1.0f + others;
+    const float scale = inv_n / sum;
+    for (int64_t j = lane; j < classes; j += kWarp) {
+      const float e = expf(z[j] - max);
+      const float others_e = e == 1.0f ? others : sum - e;
+      const auto others_t = static_cast<float>(total_t - t[j]);
+      dz[j] = (e * others_t - t[j] * others_e) * scale;
+    }
+    if (lane == 0) row_loss[row] = static_cast<float>(total_t * log1pf(others) + shifted);
+  }
+}
+
 // One block of kThreads: thread t sums rows t, t + kThreads, ... in order, then the
 // partials combine by warp butterflies and warp order — a fixed shape for a given n.
 __global__ void mean_loss_kernel(int64_t n, const float* row_loss, double* loss) {
@@ -184,6 +227,19 @@ void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
   softmax_xent_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(n, classes, inv_n, logits,
                                                                    labels, dlogits, ex.workspace);
   check_launch("softmax_xent_rows_kernel");
+  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, ex.workspace, loss);
+  check_launch("mean_loss_kernel");
+}
+
+void categorical_cross_entropy(int64_t n, int64_t classes, const float* logits,
+                               const float* targets, float* dlogits, double* loss,
+                               const Exec& ex) {
+  if (n <= 0 || classes <= 0) return;
+  const cudaStream_t stream = stream_of(ex);
+  const float inv_n = 1.0f / static_cast<float>(n);
+  categorical_xent_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(
+      n, classes, inv_n, logits, targets, dlogits, ex.workspace);
+  check_launch("categorical_xent_rows_kernel");
   mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, ex.workspace, loss);
   check_launch("mean_loss_kernel");
 }

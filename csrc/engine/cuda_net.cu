@@ -2,7 +2,7 @@
 //   state:    a TrainState in device memory says which dataset, epoch order, step and
 //             optimizer step the next step runs; the step's last kernel advances it;
 //   step:     gather the batch, forward (walk.h's layer walk, conv + bias + ReLU fused),
-//             softmax + cross-entropy, backward (walk.h's, a ReLU undone inside the pooling
+//             the loss (walk.h's loss_step), backward (walk.h's, a ReLU undone inside the pooling
 //             gradient), Adam or SGD over the flat parameter buffer in one launch, record
 //             loss and correct count;
 //   graphs:   that step, captured once per batch size, is replayed for every step, so a
@@ -30,14 +30,14 @@ using cuda::DeviceBuffer;
 
 struct CudaDataset::Data {
   DeviceBuffer<float> x;
-  DeviceBuffer<float> labels;  // class indices as floats; empty for predict-only data
+  DeviceBuffer<float> targets;  // empty for predict-only data
   int64_t count = 0;
 };
 
 CudaDataset::CudaDataset(std::unique_ptr<Data> data) : data_(std::move(data)) {}
 CudaDataset::~CudaDataset() = default;
 int64_t CudaDataset::count() const { return data_->count; }
-bool CudaDataset::has_labels() const { return data_->labels.size() > 0; }
+bool CudaDataset::has_targets() const { return data_->targets.size() > 0; }
 
 namespace {
 
@@ -122,9 +122,11 @@ struct CudaNet::Impl {
   // Sized for `capacity` rows; growing them drops the graphs, which hold their addresses.
   int64_t capacity = 0;
   std::vector<DeviceBuffer<float>> outputs;   // per layer; empty where a layer aliases
+  std::vector<DeviceBuffer<float>> pre;       // per layer that keeps_pre
+  std::vector<DeviceBuffer<float>> stats;     // per batch norm: mean, inv_std
   std::vector<DeviceBuffer<int32_t>> argmax;  // per max-pool layer
   DeviceBuffer<float> batch_x, grad_a, grad_b, workspace, scratch_bias;
-  DeviceBuffer<float> batch_labels;
+  DeviceBuffer<float> batch_targets;
   std::vector<const float*> out;              // this step's output of each layer
   std::map<int64_t, cudaGraphExec_t> graphs;  // training step, by batch rows
 
@@ -222,10 +224,14 @@ void CudaNet::Impl::Slots::copy_out(int64_t first, int64_t count, cudaStream_t s
 // Sized for batches of up to `rows`: the last, shorter step of an epoch reuses them (the
 // convolutions' workspace bound holds for every smaller batch too).
 void CudaNet::Impl::reserve(int64_t rows) {
-  int64_t floats = loss_workspace(rows);
+  using Kind = LayerSpec::Kind;
+  int64_t floats = loss_workspace(rows * plan.classes());
   int64_t widest_bias = 1;
   for (const PlannedLayer& layer : plan.layers) {
-    if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
+    if (layer.spec.kind == Kind::BatchNorm) {
+      floats = std::max(floats, cuda::kernels.batchnorm_workspace(batchnorm_geometry(layer, rows), 1));
+    }
+    if (layer.spec.kind != Kind::Conv2d) continue;
     floats = std::max(floats, cuda::kernels.conv2d_workspace(conv_geometry(layer, rows), 1));
     widest_bias = std::max(widest_bias, layer.spec.units);
   }
@@ -234,15 +240,20 @@ void CudaNet::Impl::reserve(int64_t rows) {
   drop_graphs();
   rows = std::max(rows, capacity);
   outputs.clear();
+  pre.clear();
+  stats.clear();
   argmax.clear();
   for (const PlannedLayer& layer : plan.layers) {
-    const bool aliases = layer.spec.kind == LayerSpec::Kind::Flatten ||
-                         (layer.spec.kind == LayerSpec::Kind::Dropout && layer.spec.rate == 0.0);
+    const Kind kind = layer.spec.kind;
+    const bool aliases = kind == Kind::Reshape || (kind == Kind::Dropout && layer.spec.rate == 0.0) ||
+                         (kind == Kind::Activation && layer.spec.activation.kind == Act::Linear);
     outputs.emplace_back(aliases ? 0 : rows * layer.out_size);
-    argmax.emplace_back(layer.spec.kind == LayerSpec::Kind::MaxPool2d ? rows * layer.out_size : 0);
+    pre.emplace_back(layer.keeps_pre ? rows * layer.out_size : 0);
+    stats.emplace_back(kind == Kind::BatchNorm ? 2 * layer.channels() : 0);
+    argmax.emplace_back(kind == Kind::MaxPool2d ? rows * layer.out_size : 0);
   }
   batch_x = DeviceBuffer<float>(rows * sample);
-  batch_labels = DeviceBuffer<float>(rows);
+  batch_targets = DeviceBuffer<float>(rows * plan.target_width());
   grad_a = DeviceBuffer<float>(rows * plan.widest());
   grad_b = DeviceBuffer<float>(rows * plan.widest());
   workspace = DeviceBuffer<float>(std::max(floats, workspace.size()));
@@ -256,9 +267,10 @@ void CudaNet::Impl::set_state(const CudaDataset* data, int64_t batch, bool shuff
                               double learning_rate, float* outputs, int64_t outputs_first_row) {
   cuda::TrainState s{};
   s.x = data->data().x.data();
-  s.labels = data->has_labels() ? data->data().labels.data() : nullptr;
+  s.targets = data->has_targets() ? data->data().targets.data() : nullptr;
   s.samples = data->count();
   s.sample_floats = sample;
+  s.target_width = plan.target_width();
   s.batch = batch;
   s.shuffle_key = key;
   s.shuffled = shuffled ? 1 : 0;
@@ -282,6 +294,9 @@ struct CudaNet::Impl::Hooks {
   Impl& m;
 
   float* output(size_t i) { return m.outputs[i].data(); }
+  float* pre(size_t i) { return m.pre[i].data(); }
+  float* mean(size_t i) { return m.stats[i].data(); }
+  float* inv_std(size_t i) { return m.stats[i].data() + m.plan.layers[i].channels(); }
   int32_t* argmax(size_t i) { return m.argmax[i].data(); }
   const float* out(size_t i) { return m.out[i]; }
   void set_out(size_t i, const float* p) { m.out[i] = p; }
@@ -323,11 +338,11 @@ void CudaNet::Impl::backward(int64_t rows) {
 void CudaNet::Impl::update() {
   const OptimizerSpec& o = plan.optimizer;
   if (o.kind == OptimizerSpec::Kind::Adam) {
-    cuda::adam_update_resident(plan.parameter_count, params.data(), grads.data(),
+    cuda::adam_update_resident(plan.trainable_count, params.data(), grads.data(),
                                state[0].data(), state[1].data(), o.beta_1, o.beta_2, o.epsilon,
                                train_state.data(), stream);
   } else {
-    cuda::sgd_update_resident(plan.parameter_count, params.data(), grads.data(),
+    cuda::sgd_update_resident(plan.trainable_count, params.data(), grads.data(),
                               plan.optimizer_slot_count() ? state[0].data() : nullptr,
                               static_cast<float>(o.momentum), o.nesterov, train_state.data(),
                               stream);
@@ -336,25 +351,29 @@ void CudaNet::Impl::update() {
 
 void CudaNet::Impl::run_step(int64_t rows, Mode mode) {
   const bool labelled = mode != Mode::Predict;
-  cuda::gather_batch(train_state.data(), rows, sample, batch_x.data(),
-                     labelled ? batch_labels.data() : nullptr, stream);
-  const float* logits = forward(rows, mode == Mode::Train);
+  const int64_t width = plan.target_width();
+  cuda::gather_batch(train_state.data(), rows, sample, width, batch_x.data(),
+                     labelled ? batch_targets.data() : nullptr, stream);
+  const float* outputs = forward(rows, mode == Mode::Train);
   const int64_t classes = plan.classes();
+  const int accuracy = static_cast<int>(plan.loss.accuracy);
   if (mode == Mode::Predict) {
-    const bool softmax = plan.layers.back().spec.activation == Activation::Softmax;
-    cuda::predict_outputs(rows, classes, logits, softmax, train_state.data(), stream);
-    cuda::finish_step(train_state.data(), rows, classes, logits, nullptr, nullptr, stream);
+    cuda::predict_outputs(rows, classes, outputs, false, train_state.data(), stream);
+    cuda::finish_step(train_state.data(), rows, classes, outputs, nullptr, width, accuracy,
+                      nullptr, stream);
     return;
   }
-  // dlogits go to grad_a, where the backward pass starts (and evaluation ignores them).
-  cuda::kernels.softmax_cross_entropy(rows, classes, logits, batch_labels.data(), grad_a.data(),
-                                      mean_loss.data(), exec());
+  // The loss's gradient goes to grad_a, where the backward pass starts (and evaluation
+  // ignores it).
+  Hooks hooks{*this};
+  loss_step(plan, cuda::kernels, exec(), buffers(), batch_x.data(), batch_targets.data(), rows,
+            mean_loss.data(), hooks);
   if (mode == Mode::Train) {
     backward(rows);
     update();
   }
-  cuda::finish_step(train_state.data(), rows, classes, logits, batch_labels.data(),
-                    mean_loss.data(), stream);
+  cuda::finish_step(train_state.data(), rows, classes, outputs, batch_targets.data(), width,
+                    accuracy, mean_loss.data(), stream);
 }
 
 cudaGraphExec_t CudaNet::Impl::graph_for(int64_t rows) {
@@ -370,9 +389,9 @@ cudaGraphExec_t CudaNet::Impl::graph_for(int64_t rows) {
 // ---- the public calls ---------------------------------------------------------------
 
 CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape,
-                 OptimizerSpec optimizer)
+                 OptimizerSpec optimizer, LossSpec loss)
     : learning_rate(optimizer.learning_rate) {
-  Plan plan(std::move(layers), std::move(input_shape), optimizer);  // checks first
+  Plan plan(std::move(layers), std::move(input_shape), optimizer, loss);  // checks first
   cuda::require_device("use device='cpu' or 'auto'");
   impl_ = std::make_unique<Impl>(std::move(plan));
   Impl& m = *impl_;
@@ -382,6 +401,10 @@ CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape
   const int64_t count = std::max<int64_t>(m.plan.parameter_count, 1);
   m.params = DeviceBuffer<float>(count);
   m.grads = DeviceBuffer<float>(count);
+  // Every gradient the step reads is written first, but a zeroed buffer makes that a
+  // property of the code, not of what the allocation held.
+  check(cudaMemsetAsync(m.grads.data(), 0, sizeof(float) * count, m.stream),
+        "cudaMemsetAsync (gradients)");
   m.host_params.resize(count);
   std::fill(m.host_params.data(), m.host_params.data() + count, 0.0f);
   for (int s = 0; s < m.plan.optimizer_slot_count(); ++s) {
@@ -396,17 +419,17 @@ CudaNet::CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape
 
 CudaNet::~CudaNet() = default;
 
-std::shared_ptr<CudaDataset> CudaNet::dataset(const float* x, const int32_t* labels,
+std::shared_ptr<CudaDataset> CudaNet::dataset(const float* x, const float* targets,
                                               int64_t count) {
   Impl& m = *impl_;
   auto data = std::make_unique<CudaDataset::Data>();
   data->count = count;
   data->x = DeviceBuffer<float>(count * m.sample);
   m.upload(data->x.data(), x, count * m.sample, "cudaMemcpyAsync (dataset samples to the GPU)");
-  if (labels) {
-    const std::vector<float> floats(labels, labels + count);
-    data->labels = DeviceBuffer<float>(count);
-    m.upload(data->labels.data(), floats.data(), count, "cudaMemcpyAsync (dataset labels to the GPU)");
+  if (targets) {
+    const int64_t floats = count * m.plan.target_width();
+    data->targets = DeviceBuffer<float>(floats);
+    m.upload(data->targets.data(), targets, floats, "cudaMemcpyAsync (dataset targets to the GPU)");
   }
   return std::make_shared<CudaDataset>(std::move(data));
 }
@@ -487,8 +510,8 @@ void CudaNet::predict_steps(const std::shared_ptr<CudaDataset>& data, int64_t ba
   m.sync();
 }
 
-BatchResult CudaNet::train_step(const float* x, const int32_t* labels, int64_t n) {
-  const auto data = dataset(x, labels, n);
+BatchResult CudaNet::train_step(const float* x, const float* targets, int64_t n) {
+  const auto data = dataset(x, targets, n);
   train_steps(data, n, false, 0, 0, 1);
   float loss;
   int32_t correct;
@@ -496,8 +519,8 @@ BatchResult CudaNet::train_step(const float* x, const int32_t* labels, int64_t n
   return {loss, correct};
 }
 
-BatchResult CudaNet::evaluate(const float* x, const int32_t* labels, int64_t n) {
-  const auto data = dataset(x, labels, n);
+BatchResult CudaNet::evaluate(const float* x, const float* targets, int64_t n) {
+  const auto data = dataset(x, targets, n);
   double loss;
   int32_t correct;
   evaluate_steps(data, n, 0, 1, &loss, &correct);
@@ -541,6 +564,8 @@ std::vector<std::vector<int64_t>> CudaNet::output_shapes() const {
   return impl_->plan.output_shapes();
 }
 int64_t CudaNet::classes() const { return impl_->plan.classes(); }
+int64_t CudaNet::target_width() const { return impl_->plan.target_width(); }
+const Plan& CudaNet::plan() const { return impl_->plan; }
 
 void CudaNet::set_seed(uint64_t seed) {
   impl_->sync();

@@ -15,14 +15,14 @@
 
 namespace fastnn {
 
-// Samples and (optional) labels copied to the GPU once.
+// Samples and (optional) targets copied to the GPU once.
 class CudaDataset {
  public:
   struct Data;
   explicit CudaDataset(std::unique_ptr<Data> data);
   ~CudaDataset();
   int64_t count() const;
-  bool has_labels() const;
+  bool has_targets() const;
   const Data& data() const { return *data_; }
 
  private:
@@ -32,10 +32,12 @@ class CudaDataset {
 class CudaNet {
  public:
   // Raises RuntimeError when this process sees no GPU.
-  CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer);
+  CudaNet(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer,
+          LossSpec loss);
   ~CudaNet();
 
-  std::shared_ptr<CudaDataset> dataset(const float* x, const int32_t* labels, int64_t count);
+  // targets: target_width() floats per sample, or null (predict only).
+  std::shared_ptr<CudaDataset> dataset(const float* x, const float* targets, int64_t count);
 
   // Enqueue steps [first, first + count) of an epoch (net.h's train_steps) and return;
   // step_results waits for exactly such a run and copies out its losses and counts.
@@ -48,8 +50,8 @@ class CudaNet {
                      int64_t count, float* out);
 
   // One batch from host memory (uploaded, run, waited for): train_on_batch and friends.
-  BatchResult train_step(const float* x, const int32_t* labels, int64_t n);
-  BatchResult evaluate(const float* x, const int32_t* labels, int64_t n);
+  BatchResult train_step(const float* x, const float* targets, int64_t n);
+  BatchResult evaluate(const float* x, const float* targets, int64_t n);
   void predict(const float* x, int64_t n, float* out);
 
   // The host copy of the parameters and optimizer state that Python's views show:
@@ -65,6 +67,8 @@ class CudaNet {
   const std::vector<int64_t>& input_shape() const;
   std::vector<std::vector<int64_t>> output_shapes() const;
   int64_t classes() const;
+  int64_t target_width() const;
+  const Plan& plan() const;
   void set_seed(uint64_t seed);  // dropout's; the step graphs are captured anew
 
   int64_t iterations = 0;  // the host's count is the truth; each run of steps sends it

@@ -33,9 +33,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // ---- construction: shapes, parameter layout, checks --------------------------------
 
-Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer)
+Net::Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer,
+         LossSpec loss)
     : learning_rate(optimizer.learning_rate),
-      plan_(std::move(layers), std::move(input_shape), optimizer) {
+      plan_(std::move(layers), std::move(input_shape), optimizer, loss) {
   for (const PlannedLayer& planned : plan_.layers) {
     Layer layer;
     static_cast<PlannedLayer&>(layer) = planned;
@@ -80,7 +81,7 @@ void Net::conv_pool_forward(Layer& conv, Layer& pool, const float* in, int64_t n
   const int64_t chunk = fused_chunk(conv), chunks = (n + chunk - 1) / chunk;
   const float* w = params_.data() + conv.kernel;
   const float* bias = conv.bias >= 0 ? params_.data() + conv.bias : nullptr;
-  const bool relu = conv.spec.activation == Activation::Relu;
+  const bool relu = conv.spec.activation.kind == Act::Relu;
   parallel_for(chunks, ex.threads, [&](int64_t begin, int64_t end, int worker) {
     float* scratch = ex.workspace + worker * fused_worker_floats(conv);
     const Exec one{1, scratch + round_to_line(chunk * conv.out_size)};
@@ -116,7 +117,7 @@ void Net::conv_pool_backward(Layer& conv, Layer& pool, const float* in, const fl
   const int64_t worker_floats = fused_backward_worker_floats(conv);
   const int64_t dw_size = conv_geometry(conv, 1).patch() * conv.spec.units;
   const float* w = params_.data() + conv.kernel;
-  const float* relu_y = conv.spec.activation == Activation::Relu ? pool.out : nullptr;
+  const float* relu_y = conv.spec.activation.kind == Act::Relu ? pool.out : nullptr;
   parallel_for(chunks, workers, [&](int64_t begin, int64_t end, int worker) {
     float* dconv = ex.workspace + worker * worker_floats;
     float* dw_part = dconv + round_to_line(chunk * conv.out_size);
@@ -154,21 +155,29 @@ void Net::conv_pool_backward(Layer& conv, Layer& pool, const float* in, const fl
 void Net::reserve(int64_t n, int threads) {
   if (n > batch_capacity_) {
     int64_t widest = 0;
+    using Kind = LayerSpec::Kind;
     for (Layer& layer : layers_) {
       widest = std::max({widest, layer.in_size, layer.out_size});
-      const bool own_output = layer.spec.kind != LayerSpec::Kind::Flatten && !layer.pooled;
-      if (own_output) layer.out_buffer.resize(n * layer.out_size);
-      if (layer.spec.kind == LayerSpec::Kind::Dropout) layer.mask.resize(n * layer.out_size);
-      if (layer.spec.kind == LayerSpec::Kind::MaxPool2d) layer.argmax.resize(n * layer.out_size);
+      const bool aliases = layer.spec.kind == Kind::Reshape ||
+                           (layer.spec.kind == Kind::Activation &&
+                            layer.spec.activation.kind == Act::Linear);
+      if (!aliases && !layer.pooled) layer.out_buffer.resize(n * layer.out_size);
+      if (layer.keeps_pre) layer.pre.resize(n * layer.out_size);
+      if (layer.spec.kind == Kind::Dropout) layer.mask.resize(n * layer.out_size);
+      if (layer.spec.kind == Kind::MaxPool2d) layer.argmax.resize(n * layer.out_size);
+      if (layer.spec.kind == Kind::BatchNorm) layer.stats.resize(2 * layer.channels());
     }
     grad_a_.resize(n * widest);
     grad_b_.resize(n * widest);
     batch_capacity_ = n;
   }
   const Kernels& k = cpu_kernels();
-  int64_t floats = std::max<int64_t>(loss_workspace(n), k.gemm_workspace(threads));
+  int64_t floats = std::max<int64_t>(loss_workspace(n * classes()), k.gemm_workspace(threads));
   int64_t widest_bias = 1;
   for (const Layer& layer : layers_) {
+    if (layer.spec.kind == LayerSpec::Kind::BatchNorm) {
+      floats = std::max(floats, k.batchnorm_workspace(batchnorm_geometry(layer, n), threads));
+    }
     if (layer.spec.kind != LayerSpec::Kind::Conv2d) continue;
     const Conv2dGeometry g = conv_geometry(layer, n);
     floats = std::max(floats, k.conv2d_workspace(g, threads));
@@ -195,6 +204,9 @@ struct Net::Hooks {
 
   Layer& layer(size_t i) { return net.layers_[i]; }
   float* output(size_t i) { return layer(i).out_buffer.data(); }
+  float* pre(size_t i) { return layer(i).pre.data(); }
+  float* mean(size_t i) { return layer(i).stats.data(); }
+  float* inv_std(size_t i) { return layer(i).stats.data() + layer(i).channels(); }
   int32_t* argmax(size_t i) { return layer(i).argmax.data(); }
   const float* out(size_t i) { return layer(i).out; }
   void set_out(size_t i, const float* p) { layer(i).out = p; }
@@ -244,38 +256,51 @@ void Net::update(const Exec& ex) {
   const Kernels& k = cpu_kernels();
   if (plan_.optimizer.kind == OptimizerSpec::Kind::Adam) {
     const AdamStep step = adam_step(plan_.optimizer, learning_rate, iterations);
-    k.adam_update(plan_.parameter_count, params_.data(), grads_.data(), state_[0].data(),
+    k.adam_update(plan_.trainable_count, params_.data(), grads_.data(), state_[0].data(),
                   state_[1].data(), step, ex);
   } else {
     const SgdStep step{static_cast<float>(learning_rate), static_cast<float>(plan_.optimizer.momentum),
                        plan_.optimizer.nesterov};
-    k.sgd_update(plan_.parameter_count, params_.data(), grads_.data(),
+    k.sgd_update(plan_.trainable_count, params_.data(), grads_.data(),
                  optimizer_slot_count() ? state_[0].data() : nullptr, step, ex);
   }
   ++iterations;
 }
 
-// First maximum wins, as NumPy's argmax.
-int64_t Net::count_correct(const float* logits, const int32_t* labels, int64_t n) const {
-  const int64_t classes = this->classes();
+// As Keras's accuracies: the first maximum wins (NumPy's argmax) against the label or the
+// targets' own first maximum; binary: each output > 0.5 against its target > 0.5.
+int64_t Net::count_correct(const float* outputs, const float* targets, int64_t n) const {
+  const int64_t classes = this->classes(), width = target_width();
   int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = logits + i * classes;
-    correct += std::max_element(row, row + classes) - row == labels[i];
+  switch (plan_.loss.accuracy) {
+    case LossSpec::Accuracy::None:
+      break;
+    case LossSpec::Accuracy::Argmax:
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = outputs + i * classes;
+        const float* target = targets + i * width;
+        const int64_t label = width == 1 ? static_cast<int64_t>(target[0])
+                                         : std::max_element(target, target + width) - target;
+        correct += std::max_element(row, row + classes) - row == label;
+      }
+      break;
+    case LossSpec::Accuracy::Binary:
+      for (int64_t j = 0; j < n * classes; ++j) correct += (outputs[j] > 0.5f) == (targets[j] > 0.5f);
+      break;
   }
   return correct;
 }
 
-BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
+BatchResult Net::train_step(const float* x, const float* targets, int64_t n) {
   const int threads = get_num_threads();
   reserve(n, threads);
   const Exec ex{threads, workspace_.data()};
-  const float* logits = forward(x, n, /*training=*/true, ex);
+  Hooks hooks{*this, {}};
+  const float* outputs = forward(x, n, /*training=*/true, ex);
   auto start = std::chrono::steady_clock::now();
   double loss = 0.0;
-  label_floats_.assign(labels, labels + n);
-  cpu_kernels().softmax_cross_entropy(n, classes(), logits, label_floats_.data(), grad_a_.data(), &loss, ex);
-  const int64_t correct = count_correct(logits, labels, n);
+  loss_step(plan_, cpu_kernels(), ex, buffers(), x, targets, n, &loss, hooks);
+  const int64_t correct = count_correct(outputs, targets, n);
   timings_.loss += seconds_since(start);
   backward(x, n, ex);
   start = std::chrono::steady_clock::now();
@@ -285,45 +310,46 @@ BatchResult Net::train_step(const float* x, const int32_t* labels, int64_t n) {
   return {loss, correct};
 }
 
-BatchResult Net::evaluate(const float* x, const int32_t* labels, int64_t n) {
+BatchResult Net::evaluate(const float* x, const float* targets, int64_t n) {
   const int threads = get_num_threads();
   reserve(n, threads);
   const Exec ex{threads, workspace_.data()};
-  const float* logits = forward(x, n, /*training=*/false, ex);
+  Hooks hooks{*this, {}};
+  const float* outputs = forward(x, n, /*training=*/false, ex);
   double loss = 0.0;
-  label_floats_.assign(labels, labels + n);
-  cpu_kernels().softmax_cross_entropy(n, classes(), logits, label_floats_.data(), grad_a_.data(), &loss, ex);
-  return {loss * static_cast<double>(n), count_correct(logits, labels, n)};
+  loss_step(plan_, cpu_kernels(), ex, buffers(), x, targets, n, &loss, hooks);
+  return {loss * static_cast<double>(n), count_correct(outputs, targets, n)};
 }
 
 void Net::predict(const float* x, int64_t n, float* out) {
   const int threads = get_num_threads();
   reserve(n, threads);
   const Exec ex{threads, workspace_.data()};
-  const float* logits = forward(x, n, /*training=*/false, ex);
-  if (layers_.back().spec.activation == Activation::Softmax) {
-    cpu_kernels().softmax(n, classes(), logits, out, ex);
-  } else {
-    std::memcpy(out, logits, sizeof(float) * n * classes());
-  }
+  const float* outputs = forward(x, n, /*training=*/false, ex);
+  std::memcpy(out, outputs, sizeof(float) * n * classes());
 }
 
 // ---- whole epochs over a dataset -----------------------------------------------------
 
 const float* Net::gather(const HostDataset& data, int64_t batch, bool shuffled, uint64_t key,
                          int64_t step, int64_t rows) {
-  const int64_t first = step * batch, sample = plan_.input_size();
+  const int64_t first = step * batch, sample = plan_.input_size(), width = target_width();
   if (!shuffled) {  // consecutive rows: read them in place
-    if (data.labels) batch_labels_.assign(data.labels + first, data.labels + first + rows);
+    if (data.targets) {
+      batch_targets_.assign(data.targets + first * width, data.targets + (first + rows) * width);
+    }
     return data.x + first * sample;
   }
   batch_x_.resize(rows * sample);  // grows only
-  batch_labels_.resize(rows);
+  batch_targets_.resize(rows * width);
   const uint64_t samples = static_cast<uint64_t>(data.count);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t source = static_cast<int64_t>(shuffle_index(key, first + r, samples));
     std::memcpy(batch_x_.data() + r * sample, data.x + source * sample, sizeof(float) * sample);
-    if (data.labels) batch_labels_[r] = data.labels[source];
+    if (data.targets) {
+      std::memcpy(batch_targets_.data() + r * width, data.targets + source * width,
+                  sizeof(float) * width);
+    }
   }
   return batch_x_.data();
 }
@@ -337,8 +363,8 @@ void Net::train_steps(const HostDataset& data, int64_t batch, bool shuffled, uin
   }
   for (int64_t step = first; step < first + count; ++step) {
     const int64_t rows = step_rows(data.count, batch, step);
-    const float* x = gather(data, batch, shuffled, key, step, rows);  // fills batch_labels_
-    const BatchResult result = train_step(x, batch_labels_.data(), rows);
+    const float* x = gather(data, batch, shuffled, key, step, rows);  // fills batch_targets_
+    const BatchResult result = train_step(x, batch_targets_.data(), rows);
     step_loss_[step] = static_cast<float>(result.loss);
     step_correct_[step] = static_cast<int32_t>(result.correct);
   }
@@ -357,7 +383,7 @@ void Net::evaluate_steps(const HostDataset& data, int64_t batch, int64_t first, 
   for (int64_t s = 0; s < count; ++s) {
     const int64_t step = first + s, rows = step_rows(data.count, batch, step);
     const float* x = gather(data, batch, false, 0, step, rows);
-    const BatchResult result = evaluate(x, batch_labels_.data(), rows);
+    const BatchResult result = evaluate(x, batch_targets_.data(), rows);
     loss_sum[s] = result.loss;
     correct[s] = static_cast<int32_t>(result.correct);
   }

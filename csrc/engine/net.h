@@ -17,19 +17,21 @@
 
 namespace fastnn {
 
-// Samples a Net reads in place: NHWC float32 inputs and int32 labels (null for predict).
+// Samples a Net reads in place: NHWC float32 inputs and float32 targets, `target_width`
+// per sample (plan.h's LossSpec; null for predict).
 struct HostDataset {
   const float* x = nullptr;
-  const int32_t* labels = nullptr;
+  const float* targets = nullptr;
   int64_t count = 0;
 };
 
 class Net {
  public:
-  Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer);
+  Net(std::vector<LayerSpec> layers, std::vector<int64_t> input_shape, OptimizerSpec optimizer,
+      LossSpec loss);
 
-  BatchResult train_step(const float* x, const int32_t* labels, int64_t n);
-  BatchResult evaluate(const float* x, const int32_t* labels, int64_t n);
+  BatchResult train_step(const float* x, const float* targets, int64_t n);
+  BatchResult evaluate(const float* x, const float* targets, int64_t n);
   void predict(const float* x, int64_t n, float* out);
 
   // Steps [first, first + count) of an epoch over `data` in batches of `batch` (plan.h's
@@ -55,6 +57,8 @@ class Net {
   const std::vector<int64_t>& input_shape() const { return plan_.input_shape; }
   std::vector<std::vector<int64_t>> output_shapes() const { return plan_.output_shapes(); }
   int64_t classes() const { return layers_.back().out_size; }
+  int64_t target_width() const { return plan_.target_width(); }
+  const Plan& plan() const { return plan_; }
 
   // Wall seconds spent in each layer's forward and backward (and in the loss and the
   // update) since the last reset: a steady_clock read per layer and direction, so cheap
@@ -76,6 +80,7 @@ class Net {
   struct Layer : PlannedLayer {
     const float* out = nullptr;                // this batch's output (post-activation)
     AlignedBuffer out_buffer, mask;            // own output; dropout's mask
+    AlignedBuffer pre, stats;                  // pre-activation; batch norm's mean, inv_std
     std::vector<int32_t> argmax;               // max-pooling's
   };
 
@@ -93,15 +98,14 @@ class Net {
   const float* forward(const float* x, int64_t n, bool training, const Exec& ex);
   void backward(const float* x, int64_t n, const Exec& ex);  // from dlogits in grad_a_
   void update(const Exec& ex);
-  int64_t count_correct(const float* logits, const int32_t* labels, int64_t n) const;
+  int64_t count_correct(const float* outputs, const float* targets, int64_t n) const;
 
   Plan plan_;
   std::vector<Layer> layers_;
   AlignedBuffer params_, grads_, state_[2];
   AlignedBuffer grad_a_, grad_b_, workspace_, scratch_bias_;
   AlignedBuffer batch_x_;  // a shuffled batch, gathered
-  std::vector<int32_t> batch_labels_;
-  std::vector<float> label_floats_;
+  std::vector<float> batch_targets_;
   std::vector<float> step_loss_;  // by step of the epoch
   std::vector<int32_t> step_correct_;
   int64_t batch_capacity_ = 0, workspace_floats_ = 0;

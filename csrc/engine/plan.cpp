@@ -18,21 +18,59 @@ const char* kind_name(LayerSpec::Kind kind) {
   switch (kind) {
     case LayerSpec::Kind::Conv2d: return "conv2d";
     case LayerSpec::Kind::MaxPool2d: return "maxpool2d";
-    case LayerSpec::Kind::Flatten: return "flatten";
+    case LayerSpec::Kind::AvgPool2d: return "avgpool2d";
+    case LayerSpec::Kind::Reshape: return "reshape";
     case LayerSpec::Kind::Dense: return "dense";
     case LayerSpec::Kind::Dropout: return "dropout";
+    case LayerSpec::Kind::Activation: return "activation";
+    case LayerSpec::Kind::BatchNorm: return "batchnorm";
   }
   return "?";
 }
 
-Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
-           OptimizerSpec optimizer_in)
-    : input_shape(std::move(input_shape_in)), optimizer(optimizer_in) {
-  if (specs.empty()) fail("the model has no layers");
-  if (input_shape.size() != 3 && input_shape.size() != 1) {
-    fail("input_shape must be (height, width, channels) or (features,), got ",
-         shape_str(input_shape));
+int64_t PlannedLayer::rows(int64_t n) const { return n * (out_size / out_shape.back()); }
+
+namespace {
+
+// Appends a parameter array of `shape` to the plan; returns its offset. A non-trainable
+// one is placed after every trainable one once all are known (place_frozen_slots), so
+// the optimizer runs over one prefix of the buffer: until then it returns a placeholder.
+int64_t add_slot(Plan& plan, std::vector<int64_t> shape, bool trainable = true) {
+  const int64_t size = product(shape);
+  if (!trainable) {
+    plan.slots.push_back({std::move(shape), -1, size, false});
+    return -2 - static_cast<int64_t>(plan.slots.size() - 1);
   }
+  const int64_t offset = plan.parameter_count;
+  plan.slots.push_back({std::move(shape), offset, size, true});
+  plan.parameter_count += size;
+  return offset;
+}
+
+void place_frozen_slots(Plan& plan) {
+  plan.trainable_count = plan.parameter_count;
+  for (ParameterSlot& slot : plan.slots) {
+    if (slot.trainable) continue;
+    slot.offset = plan.parameter_count;
+    plan.parameter_count += slot.size;
+  }
+  for (PlannedLayer& layer : plan.layers) {
+    for (int64_t* offset : {&layer.moving_mean, &layer.moving_variance}) {
+      if (*offset <= -2) *offset = plan.slots[static_cast<size_t>(-2 - *offset)].offset;
+    }
+  }
+}
+
+bool is(const ActivationSpec& a, Act kind) { return a.kind == kind; }
+
+}  // namespace
+
+Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
+           OptimizerSpec optimizer_in, LossSpec loss_in)
+    : input_shape(std::move(input_shape_in)), optimizer(optimizer_in), loss(loss_in) {
+  using Kind = LayerSpec::Kind;
+  if (specs.empty()) fail("the model has no layers");
+  if (input_shape.empty()) fail("input_shape must have at least one axis");
   for (int64_t d : input_shape) {
     if (d < 1) fail("input_shape dimensions must be >= 1, got ", shape_str(input_shape));
   }
@@ -42,81 +80,109 @@ Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
     layer.spec = specs[i];
     const LayerSpec& spec = layer.spec;
     const std::string where = "layer " + std::to_string(i) + " (" + kind_name(spec.kind) + ")";
-    const bool last = i + 1 == specs.size();
     layer.in_shape = shape;
-    if (spec.activation == Activation::Softmax && !last) {
-      fail(where, ": softmax is supported only as the activation of the last layer");
-    }
     switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d:
-      case LayerSpec::Kind::MaxPool2d: {
+      case Kind::Conv2d:
+      case Kind::MaxPool2d:
+      case Kind::AvgPool2d: {
         if (shape.size() != 3) {
           fail(where, " needs a per-sample input of shape (height, width, channels), got ",
                shape_str(shape));
         }
-        const bool conv = spec.kind == LayerSpec::Kind::Conv2d;
+        const bool conv = spec.kind == Kind::Conv2d;
         if (conv && spec.units < 1) fail(where, ": filters must be >= 1, got ", spec.units);
         if (spec.kh < 1 || spec.kw < 1 || spec.sh < 1 || spec.sw < 1) {
           fail(where, ": window and strides must be >= 1, got window (", spec.kh, ", ", spec.kw,
                ") strides (", spec.sh, ", ", spec.sw, ")");
         }
         int64_t oh, ow, pad;
-        const bool same = conv && spec.same;
-        if (!conv_output_size(shape[0], spec.kh, spec.sh, same, &oh, &pad) ||
-            !conv_output_size(shape[1], spec.kw, spec.sw, same, &ow, &pad)) {
+        if (!conv_output_size(shape[0], spec.kh, spec.sh, spec.same, &oh, &pad) ||
+            !conv_output_size(shape[1], spec.kw, spec.sw, spec.same, &ow, &pad)) {
           fail(where, ": its ", conv ? "kernel" : "pool", " (", spec.kh, ", ", spec.kw,
                ") is larger than its input ", shape_str(shape), " with padding='valid'");
         }
         shape = {oh, ow, conv ? spec.units : shape[2]};
-        if (conv) {
-          layer.kernel = parameter_count;
-          slots.push_back({{spec.kh, spec.kw, layer.in_shape[2], spec.units}, parameter_count,
-                            spec.kh * spec.kw * layer.in_shape[2] * spec.units});
-          parameter_count += slots.back().size;
-        }
+        if (conv) layer.kernel = add_slot(*this, {spec.kh, spec.kw, layer.in_shape[2], spec.units});
+        if (conv && spec.use_bias) layer.bias = add_slot(*this, {spec.units});
         break;
       }
-      case LayerSpec::Kind::Flatten:
-        shape = {product(shape)};
-        break;
-      case LayerSpec::Kind::Dense:
-        if (shape.size() != 1) {
-          fail(where, " needs a flat per-sample input (features,), got ", shape_str(shape),
-               ": add a Flatten layer before it");
+      case Kind::Reshape:
+        if (spec.shape.empty()) layer.spec.shape = {product(shape)};  // flatten
+        for (int64_t d : spec.shape) {
+          if (d < 1) fail(where, ": shape dimensions must be >= 1, got ", shape_str(spec.shape));
         }
-        if (spec.units < 1) fail(where, ": units must be >= 1, got ", spec.units);
-        layer.kernel = parameter_count;
-        slots.push_back({{shape[0], spec.units}, parameter_count, shape[0] * spec.units});
-        parameter_count += slots.back().size;
-        shape = {spec.units};
+        if (product(spec.shape) != product(shape)) {
+          fail(where, ": cannot reshape ", shape_str(shape), " (", product(shape), " values) to ",
+               shape_str(spec.shape));
+        }
+        shape = spec.shape;
         break;
-      case LayerSpec::Kind::Dropout:
+      case Kind::Dense:
+        if (spec.units < 1) fail(where, ": units must be >= 1, got ", spec.units);
+        layer.kernel = add_slot(*this, {shape.back(), spec.units});
+        if (spec.use_bias) layer.bias = add_slot(*this, {spec.units});
+        shape.back() = spec.units;  // on the last axis, as Keras's Dense
+        break;
+      case Kind::Dropout:
         if (!(spec.rate >= 0.0 && spec.rate < 1.0)) {
           fail(where, ": rate must be in [0, 1), got ", spec.rate);
         }
         break;
+      case Kind::Activation:
+        break;
+      case Kind::BatchNorm: {
+        if (!(spec.epsilon > 0.0)) fail(where, ": epsilon must be > 0, got ", spec.epsilon);
+        if (!(spec.momentum >= 0.0 && spec.momentum <= 1.0)) {
+          fail(where, ": momentum must be in [0, 1], got ", spec.momentum);
+        }
+        const int64_t channels = shape.back();  // Keras's order: gamma, beta, moving stats
+        if (spec.scale) layer.kernel = add_slot(*this, {channels});
+        if (spec.center) layer.bias = add_slot(*this, {channels});
+        layer.moving_mean = add_slot(*this, {channels}, false);
+        layer.moving_variance = add_slot(*this, {channels}, false);
+        break;
+      }
     }
-    const bool has_weights =
-        spec.kind == LayerSpec::Kind::Conv2d || spec.kind == LayerSpec::Kind::Dense;
-    if (has_weights && spec.use_bias) {
-      layer.bias = parameter_count;
-      slots.push_back({{spec.units}, parameter_count, spec.units});
-      parameter_count += spec.units;
-    }
-    if (!has_weights && spec.activation != Activation::Linear) {
-      fail(where, " takes no activation");
-    }
+    const bool has_operation = spec.kind != Kind::Activation;
+    const bool may_activate = spec.kind == Kind::Conv2d || spec.kind == Kind::Dense ||
+                              spec.kind == Kind::Activation || spec.kind == Kind::BatchNorm;
+    if (!may_activate && !is(spec.activation, Act::Linear)) fail(where, " takes no activation");
+    layer.keeps_pre = has_operation && !is(spec.activation, Act::Linear) &&
+                      !is(spec.activation, Act::Relu);
     layer.out_shape = shape;
     layer.in_size = product(layer.in_shape);
     layer.out_size = product(shape);
     layers.push_back(std::move(layer));
   }
-  const PlannedLayer& head = layers.back();
-  if (head.spec.kind != LayerSpec::Kind::Dense || head.spec.activation == Activation::Relu) {
-    fail("the last layer must be a Dense layer with activation 'softmax' (or 'linear' for logits), "
-         "got layer ", layers.size() - 1, " (", kind_name(head.spec.kind), ")",
-         head.spec.activation == Activation::Relu ? " with activation 'relu'" : "");
+
+  place_frozen_slots(*this);
+
+  // The loss and the head it fuses with.
+  PlannedLayer& head = layers.back();
+  const Act head_act = head.spec.activation.kind;
+  using Loss = LossSpec::Kind;
+  const bool categorical = loss.kind == Loss::SparseCategorical || loss.kind == Loss::Categorical;
+  if (!loss.from_logits && categorical) {
+    if (head_act != Act::Softmax) {
+      fail("a categorical cross-entropy with from_logits=False needs a softmax on the last "
+           "layer (or from_logits=True for raw outputs)");
+    }
+    head.fused_head = true;
   }
+  if (!loss.from_logits && loss.kind == Loss::Binary) {
+    if (head_act != Act::Sigmoid) {
+      fail("binary cross-entropy with from_logits=False needs a sigmoid on the last layer "
+           "(or from_logits=True for raw outputs)");
+    }
+    head.fused_head = true;
+  }
+  if (head.fused_head) head.keeps_pre = head.spec.kind != Kind::Activation;
+  if (categorical && head.out_shape.size() != 1) {
+    fail("the last layer's output must be one vector per sample (N, classes) for a "
+         "categorical cross-entropy, got ", shape_str(head.out_shape));
+  }
+  if (loss.kind == Loss::Huber && !(loss.delta > 0)) fail("Huber delta must be > 0, got ", loss.delta);
+
   switch (optimizer.kind) {
     case OptimizerSpec::Kind::Adam:
       if (!(optimizer.beta_1 >= 0 && optimizer.beta_1 < 1)) fail("Adam beta_1 must be in [0, 1), got ", optimizer.beta_1);
@@ -130,9 +196,12 @@ Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
   if (!std::isfinite(optimizer.learning_rate)) {
     fail("learning_rate must be finite, got ", optimizer.learning_rate);
   }
+  // The CPU's fused conv + max-pool runs the conv's ReLU (or none) only.
   for (size_t i = 0; i + 1 < layers.size(); ++i) {
-    layers[i].pooled = layers[i].spec.kind == LayerSpec::Kind::Conv2d &&
-                       layers[i + 1].spec.kind == LayerSpec::Kind::MaxPool2d;
+    const Act act = layers[i].spec.activation.kind;
+    layers[i].pooled = layers[i].spec.kind == Kind::Conv2d &&
+                       (act == Act::Linear || act == Act::Relu) &&
+                       layers[i + 1].spec.kind == Kind::MaxPool2d;
   }
 }
 
@@ -172,26 +241,34 @@ Pool2dGeometry pool_geometry(const PlannedLayer& layer, int64_t n) {
   g.n = n, g.h = layer.in_shape[0], g.w = layer.in_shape[1], g.c = layer.in_shape[2];
   g.pool_h = layer.spec.kh, g.pool_w = layer.spec.kw;
   g.stride_h = layer.spec.sh, g.stride_w = layer.spec.sw;
-  g.oh = layer.out_shape[0], g.ow = layer.out_shape[1];
+  conv_output_size(g.h, g.pool_h, g.stride_h, layer.spec.same, &g.oh, &g.pad_top);
+  conv_output_size(g.w, g.pool_w, g.stride_w, layer.spec.same, &g.ow, &g.pad_left);
   return g;
+}
+
+BatchNormGeometry batchnorm_geometry(const PlannedLayer& norm, int64_t n) {
+  return {norm.rows(n), norm.channels(), static_cast<float>(norm.spec.epsilon),
+          static_cast<float>(norm.spec.momentum)};
 }
 
 Gemm dense_forward_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* w,
                         const float* bias, float* y) {
+  const int64_t features = dense.in_shape.back();
   Gemm g;
-  g.m = n, g.n = dense.spec.units, g.k = dense.in_size;
-  g.a = x, g.lda = dense.in_size;
+  g.m = dense.rows(n), g.n = dense.spec.units, g.k = features;
+  g.a = x, g.lda = features;
   g.b = w, g.ldb = dense.spec.units;
   g.c = y, g.ldc = dense.spec.units;
-  g.bias = bias, g.relu = dense.spec.activation == Activation::Relu;
+  g.bias = bias, g.relu = dense.spec.activation.kind == Act::Relu;
   return g;
 }
 
 Gemm dense_filter_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* dy,
                        float* dw) {
+  const int64_t features = dense.in_shape.back();
   Gemm g;
-  g.m = dense.in_size, g.n = dense.spec.units, g.k = n;
-  g.a = x, g.lda = dense.in_size, g.trans_a = true;
+  g.m = features, g.n = dense.spec.units, g.k = dense.rows(n);
+  g.a = x, g.lda = features, g.trans_a = true;
   g.b = dy, g.ldb = dense.spec.units;
   g.c = dw, g.ldc = dense.spec.units;
   return g;
@@ -199,11 +276,12 @@ Gemm dense_filter_gemm(const PlannedLayer& dense, int64_t n, const float* x, con
 
 Gemm dense_data_gemm(const PlannedLayer& dense, int64_t n, const float* dy, const float* w,
                      float* dx) {
+  const int64_t features = dense.in_shape.back();
   Gemm g;
-  g.m = n, g.n = dense.in_size, g.k = dense.spec.units;
+  g.m = dense.rows(n), g.n = features, g.k = dense.spec.units;
   g.a = dy, g.lda = dense.spec.units;
   g.b = w, g.ldb = dense.spec.units, g.trans_b = true;
-  g.c = dx, g.ldc = dense.in_size;
+  g.c = dx, g.ldc = features;
   return g;
 }
 

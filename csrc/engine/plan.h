@@ -13,17 +13,40 @@
 
 namespace fastnn {
 
-enum class Activation { Linear, Relu, Softmax };
-
+// A layer: its operation, then its activation (ops.h's ActivationSpec, or Softmax over the
+// last axis). An Activation layer is the identity operation followed by its activation,
+// so one walk serves both (walk.h). Conv2d and Dense run a ReLU fused into their kernel.
 struct LayerSpec {
-  enum class Kind { Conv2d, MaxPool2d, Flatten, Dense, Dropout } kind;
+  enum class Kind {
+    Conv2d, MaxPool2d, AvgPool2d, Reshape, Dense, Dropout, Activation, BatchNorm
+  } kind;
   int64_t units = 0;                // conv filters or dense units
   int64_t kh = 1, kw = 1;           // conv kernel or pool window
   int64_t sh = 1, sw = 1;           // strides
-  bool same = false;                // conv padding
-  Activation activation = Activation::Linear;
+  bool same = false;                // conv or pool padding
+  ActivationSpec activation;        // Linear when none
   bool use_bias = true;
   double rate = 0.0;                // dropout
+  std::vector<int64_t> shape;       // reshape: the per-sample output shape
+  // batch normalisation over the last axis; center = beta, scale = gamma
+  double epsilon = 1e-3, momentum = 0.99;
+  bool center = true, scale = true;
+};
+
+// The loss the engine trains on, and what it counts as correct. Targets are floats per
+// sample: the class index (one float) for SparseCategorical, else one per output.
+// Categorical and SparseCategorical run fused with a softmax head and Binary with a
+// sigmoid head (the kernels take the logits), unless from_logits says the outputs are
+// the logits already; the regression losses take the outputs as they are.
+struct LossSpec {
+  enum class Kind { SparseCategorical, Categorical, Binary, MeanSquared, MeanAbsolute, Huber }
+      kind = Kind::SparseCategorical;
+  bool from_logits = false;
+  double delta = 1.0;  // Huber
+  // Correct count: Argmax (top output vs the class: the label, or the targets' top),
+  // Binary (each output > 0.5 against its target > 0.5, counted per element), or None.
+  enum class Accuracy { None, Argmax, Binary } accuracy = Accuracy::Argmax;
+  int64_t target_width(int64_t outputs) const { return kind == Kind::SparseCategorical ? 1 : outputs; }
 };
 
 struct OptimizerSpec {
@@ -33,15 +56,18 @@ struct OptimizerSpec {
   bool nesterov = false;
 };
 
-// One parameter array inside the flat parameter buffer.
+// One parameter array inside the flat parameter buffer. Non-trainable ones (batch
+// normalisation's moving statistics) get no gradient: theirs stays 0, so no optimizer
+// moves them, and the forward pass updates them itself.
 struct ParameterSlot {
   std::vector<int64_t> shape;
   int64_t offset, size;
+  bool trainable = true;
 };
 
 struct BatchResult {
-  double loss;      // mean (train_step) or sum (evaluate) of the cross-entropy
-  int64_t correct;  // samples whose highest output is the label
+  double loss;      // mean (train_step) or sum over samples (evaluate) of the loss
+  int64_t correct;  // samples (or, for Binary accuracy, outputs) counted correct
 };
 
 // One layer with its shapes (per sample) and its parameters' offsets (-1: none).
@@ -49,24 +75,37 @@ struct PlannedLayer {
   LayerSpec spec;
   std::vector<int64_t> in_shape, out_shape;
   int64_t in_size = 0, out_size = 0;
-  int64_t kernel = -1, bias = -1;
+  int64_t kernel = -1, bias = -1;    // conv/dense; batch norm: gamma and beta
+  int64_t moving_mean = -1, moving_variance = -1;  // batch norm
   // A conv whose output only the max-pool after it reads: the engines may run them fused.
   bool pooled = false;
+  // Keeps its pre-activation values (the activation's backward needs them): an
+  // activation other than linear and a fused ReLU on a layer that has an operation.
+  bool keeps_pre = false;
+  // The last layer, whose activation the loss runs fused (softmax or sigmoid): the
+  // backward starts at its pre-activation values.
+  bool fused_head = false;
+  int64_t rows(int64_t n) const;      // dense, softmax, batch norm: n · (out_size / last axis)
+  int64_t channels() const { return out_shape.back(); }
 };
 
 // The checked stack. The constructor raises Error (ValueError) naming the layer.
 struct Plan {
-  Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape, OptimizerSpec optimizer);
+  Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape, OptimizerSpec optimizer,
+       LossSpec loss = {});
 
   std::vector<PlannedLayer> layers;
   std::vector<int64_t> input_shape;
   OptimizerSpec optimizer;
+  LossSpec loss;
   std::vector<ParameterSlot> slots;
   int64_t parameter_count = 0;
+  int64_t trainable_count = 0;  // the trainable parameters come first in the buffer
 
   int optimizer_slot_count() const;  // state arrays per parameter: Adam 2, SGD 1 or 0
   std::vector<std::vector<int64_t>> output_shapes() const;
-  int64_t classes() const { return layers.back().out_size; }
+  int64_t classes() const { return layers.back().out_size; }  // outputs per sample
+  int64_t target_width() const { return loss.target_width(classes()); }
   int64_t input_size() const;
   int64_t widest() const;  // the largest per-sample input or output of any layer
 };
@@ -74,8 +113,10 @@ struct Plan {
 const char* kind_name(LayerSpec::Kind kind);
 Conv2dGeometry conv_geometry(const PlannedLayer& conv, int64_t n);
 Pool2dGeometry pool_geometry(const PlannedLayer& pool, int64_t n);
+BatchNormGeometry batchnorm_geometry(const PlannedLayer& norm, int64_t n);
 
-// A Dense layer's three GEMMs over n rows (w: its kernel, features × units):
+// A Dense layer's three GEMMs over n samples (w: its kernel, features × units; a sample
+// of more than one axis is rows(n) rows of its last axis, as Keras's Dense):
 //   forward  y (n × units) = x (n × features) · w + bias, ReLU when the layer has it;
 //   filter   dw (features × units) = xᵀ · dy;   data  dx (n × features) = dy · wᵀ.
 Gemm dense_forward_gemm(const PlannedLayer& dense, int64_t n, const float* x, const float* w,

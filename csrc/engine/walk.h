@@ -1,7 +1,10 @@
 // walk.h — the per-layer walk of a step, shared by both engines: which kernel of the
-// backend's table (ops.h) each layer runs, on which buffers, forward and backward. An
-// engine supplies its table, its buffers and a Hooks object for what only it does:
-//   output(i), argmax(i)        layer i's own output buffer and max-pool argmax;
+// backend's table (ops.h) each layer runs, on which buffers, forward and backward, and the
+// loss that starts the backward. A layer is its operation, then its activation (plan.h).
+// An engine supplies its table, its buffers and a Hooks object for what only it does:
+//   output(i), pre(i), argmax(i)  layer i's own output, pre-activation (keeps_pre) and
+//                               max-pool argmax buffers;
+//   mean(i), inv_std(i)         a batch norm's statistics of this step (for its backward);
 //   out(i), set_out(i, p)       this step's output of layer i (its buffer or an alias);
 //   fused(i), fused_forward(i, in, n, ex), fused_backward(i, in, dy, dx, n, ex)
 //                               layer i (a conv) and i + 1 (its max-pool) run as one
@@ -9,9 +12,10 @@
 //   dropout_forward(i, in, y, n, ex), dropout_backward(i, d, n, ex)
 //                               the engine's coins (a stored mask, or recomputed on the GPU);
 //   begin(), forward_done(i), backward_done(i)    per-layer timing (the CPU's).
-// Backward: two ping-pong gradient buffers; a fused ReLU is undone by masking with the
-// layer's output (relu(z) > 0 exactly when z > 0), inside the pooling gradient when a
-// max-pool follows it; the first layer skips its input gradient.
+// Backward: two ping-pong gradient buffers; an activation's gradient is taken in place; a
+// ReLU is undone by masking with the layer's output (relu(z) > 0 exactly when z > 0),
+// inside the pooling gradient when a max-pool follows it; the first layer skips its input
+// gradient; a head fused with the loss starts from the loss's gradient wrt its logits.
 #pragma once
 
 #include <cstdint>
@@ -30,11 +34,38 @@ struct StepBuffers {
   float* scratch_bias;  // the db of a layer without a bias
 };
 
+// What layer i's activation reads: its own pre-activation buffer, or an Activation
+// layer's input.
+template <class Hooks>
+const float* pre_activation(const Plan& plan, Hooks& h, const float* x, size_t i) {
+  if (plan.layers[i].spec.kind == LayerSpec::Kind::Activation) return i == 0 ? x : h.out(i - 1);
+  return plan.layers[i].keeps_pre ? h.pre(i) : h.out(i);
+}
+
+// y = activation(z) for n samples of layer `layer` (in place when z == y).
+inline void activation_forward(const PlannedLayer& layer, const Kernels& k, const Exec& ex,
+                               const float* z, float* y, int64_t n) {
+  const ActivationSpec& a = layer.spec.activation;
+  switch (a.kind) {
+    case Act::Linear:
+      return;
+    case Act::Relu:
+      k.relu_forward(n * layer.out_size, z, y, ex);
+      return;
+    case Act::Softmax:
+      k.softmax(layer.rows(n), layer.channels(), z, y, ex);
+      return;
+    default:
+      k.activation_forward(a, n * layer.out_size, z, y, ex);
+  }
+}
+
 // Runs the layers on the batch x of n samples; returns the last layer's output.
 template <class Hooks>
 const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
                           const StepBuffers& b, const float* x, int64_t n, bool training,
                           Hooks& h) {
+  using Kind = LayerSpec::Kind;
   const float* in = x;
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const PlannedLayer& layer = plan.layers[i];
@@ -46,29 +77,53 @@ const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
     }
     h.begin();
     float* y = h.output(i);
-    const bool relu = spec.activation == Activation::Relu;
+    float* z = layer.keeps_pre ? h.pre(i) : y;  // where the operation writes
+    const bool relu = spec.activation.kind == Act::Relu;
+    const float* kernel = layer.kernel >= 0 ? b.params + layer.kernel : nullptr;
     const float* bias = layer.bias >= 0 ? b.params + layer.bias : nullptr;
     switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d:
-        k.conv2d_forward(conv_geometry(layer, n), in, b.params + layer.kernel, bias, relu, y, ex);
+      case Kind::Conv2d:
+        k.conv2d_forward(conv_geometry(layer, n), in, kernel, bias, relu, z, ex);
         break;
-      case LayerSpec::Kind::MaxPool2d:
-        k.maxpool2d_forward(pool_geometry(layer, n), in, y, h.argmax(i), ex);
+      case Kind::MaxPool2d:
+        k.maxpool2d_forward(pool_geometry(layer, n), in, z, h.argmax(i), ex);
         break;
-      case LayerSpec::Kind::Flatten:
-        y = const_cast<float*>(in);  // NHWC flattened in C order is the same memory
+      case Kind::AvgPool2d:
+        k.avgpool2d_forward(pool_geometry(layer, n), in, z, ex);
         break;
-      case LayerSpec::Kind::Dense:
-        k.gemm(dense_forward_gemm(layer, n, in, b.params + layer.kernel, bias, y), ex);
+      case Kind::Reshape:
+        y = z = const_cast<float*>(in);  // C order: the same memory
         break;
-      case LayerSpec::Kind::Dropout:
+      case Kind::Dense:
+        k.gemm(dense_forward_gemm(layer, n, in, kernel, bias, z), ex);
+        break;
+      case Kind::Dropout:
         if (!training || spec.rate == 0.0) {
-          y = const_cast<float*>(in);  // the identity outside training
+          y = z = const_cast<float*>(in);  // the identity outside training
         } else {
           h.dropout_forward(i, in, y, n, ex);
         }
         break;
+      case Kind::Activation:
+        z = const_cast<float*>(in);
+        if (spec.activation.kind == Act::Linear) y = z;
+        break;
+      case Kind::BatchNorm: {
+        const BatchNormGeometry g = batchnorm_geometry(layer, n);
+        float* moving_mean = const_cast<float*>(b.params) + layer.moving_mean;
+        float* moving_variance = const_cast<float*>(b.params) + layer.moving_variance;
+        if (training) {
+          k.batchnorm_forward_training(g, in, kernel, bias, z, h.mean(i), h.inv_std(i),
+                                       moving_mean, moving_variance, ex);
+        } else {
+          k.batchnorm_inference(g, in, kernel, bias, moving_mean, moving_variance, z, ex);
+        }
+        break;
+      }
     }
+    // Conv and Dense ran their ReLU fused; an Activation layer's relu reads its input.
+    const bool fused_relu = relu && (spec.kind == Kind::Conv2d || spec.kind == Kind::Dense);
+    if (!fused_relu) activation_forward(layer, k, ex, z, y, n);
     h.set_out(i, y);
     in = y;
     h.forward_done(i);
@@ -76,11 +131,47 @@ const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
   return in;
 }
 
+// The loss of the last forward_walk's outputs against `targets` (plan.h's LossSpec),
+// its mean into *loss (backend memory) and its gradient into b.grad_a: wrt the head's
+// pre-activation values when the head is fused with the loss, else wrt its outputs.
+template <class Hooks>
+void loss_step(const Plan& plan, const Kernels& k, const Exec& ex, const StepBuffers& b,
+               const float* x, const float* targets, int64_t n, double* loss, Hooks& h) {
+  using Loss = LossSpec::Kind;
+  const size_t last = plan.layers.size() - 1;
+  const PlannedLayer& head = plan.layers[last];
+  const float* in = head.fused_head ? pre_activation(plan, h, x, last) : h.out(last);
+  const int64_t classes = head.out_size, count = n * classes;
+  switch (plan.loss.kind) {
+    case Loss::SparseCategorical:
+      k.softmax_cross_entropy(n, classes, in, targets, b.grad_a, loss, ex);
+      break;
+    case Loss::Categorical:
+      k.categorical_cross_entropy(n, classes, in, targets, b.grad_a, loss, ex);
+      break;
+    case Loss::Binary:
+      k.sigmoid_cross_entropy(count, in, targets, b.grad_a, loss, ex);
+      break;
+    case Loss::MeanSquared:
+    case Loss::MeanAbsolute:
+    case Loss::Huber: {
+      RegressionLoss r;
+      r.kind = plan.loss.kind == Loss::MeanSquared    ? RegressionLoss::Kind::MeanSquared
+               : plan.loss.kind == Loss::MeanAbsolute ? RegressionLoss::Kind::MeanAbsolute
+                                                      : RegressionLoss::Kind::Huber;
+      r.delta = static_cast<float>(plan.loss.delta);
+      k.regression_loss(r, count, in, targets, b.grad_a, loss, ex);
+      break;
+    }
+  }
+}
+
 // Gradients of every parameter from the loss's gradient in b.grad_a (the last forward_walk
-// on x must have run).
+// on x and loss_step must have run).
 template <class Hooks>
 void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const StepBuffers& b,
                    const float* x, int64_t n, Hooks& h) {
+  using Kind = LayerSpec::Kind;
   float* d = b.grad_a;     // gradient of the loss wrt the current layer's output
   bool relu_done = false;  // a max-pool above already masked d by this layer's ReLU
   for (size_t i = plan.layers.size(); i-- > 0;) {
@@ -88,9 +179,9 @@ void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const Ste
     const LayerSpec& spec = layer.spec;
     const float* in = i == 0 ? x : h.out(i - 1);
     const bool need_dx = i > 0;
-    const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation == Activation::Relu;
+    const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation.kind == Act::Relu;
     float* other = d == b.grad_a ? b.grad_b : b.grad_a;
-    if (spec.kind == LayerSpec::Kind::MaxPool2d && i > 0 && h.fused(i - 1)) {
+    if (spec.kind == Kind::MaxPool2d && i > 0 && h.fused(i - 1)) {
       const float* conv_in = i == 1 ? x : h.out(i - 2);
       h.fused_backward(i - 1, conv_in, d, i > 1 ? other : nullptr, n, ex);
       d = other;
@@ -99,20 +190,30 @@ void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const Ste
       continue;
     }
     h.begin();
-    if (spec.activation == Activation::Relu && !relu_done) {
-      k.relu_backward(n * layer.out_size, h.out(i), d, d, ex);
+    // The activation's gradient, in place: d becomes the gradient wrt its input.
+    if (!layer.fused_head) {
+      const ActivationSpec& a = spec.activation;
+      const int64_t count = n * layer.out_size;
+      if (a.kind == Act::Relu) {
+        if (!relu_done) k.relu_backward(count, h.out(i), d, d, ex);
+      } else if (a.kind == Act::Softmax) {
+        k.softmax_backward(layer.rows(n), layer.channels(), h.out(i), d, d, ex);
+      } else if (a.kind != Act::Linear) {
+        k.activation_backward(a, count, pre_activation(plan, h, x, i), h.out(i), d, d, ex);
+      }
     }
     relu_done = false;
+    float* dkernel = layer.kernel >= 0 ? b.grads + layer.kernel : nullptr;
     float* db = layer.bias >= 0 ? b.grads + layer.bias : b.scratch_bias;
     switch (spec.kind) {
-      case LayerSpec::Kind::Conv2d: {
+      case Kind::Conv2d: {
         const Conv2dGeometry g = conv_geometry(layer, n);
-        k.conv2d_backward_filter(g, in, d, b.grads + layer.kernel, db, false, ex);
+        k.conv2d_backward_filter(g, in, d, dkernel, db, false, ex);
         if (need_dx) k.conv2d_backward_data(g, b.params + layer.kernel, d, other, ex);
         d = other;
         break;
       }
-      case LayerSpec::Kind::MaxPool2d:
+      case Kind::MaxPool2d:
         if (need_dx) {
           k.maxpool2d_backward(pool_geometry(layer, n), d, h.argmax(i),
                                input_from_relu ? h.out(i) : nullptr, other, ex);
@@ -120,16 +221,28 @@ void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const Ste
         }
         d = other;
         break;
-      case LayerSpec::Kind::Flatten:
+      case Kind::AvgPool2d:
+        if (need_dx) k.avgpool2d_backward(pool_geometry(layer, n), d, other, ex);
+        d = other;
         break;
-      case LayerSpec::Kind::Dense:
-        k.gemm(dense_filter_gemm(layer, n, in, d, b.grads + layer.kernel), ex);
-        if (layer.bias >= 0) k.sum_rows(n, spec.units, d, db, ex);
+      case Kind::Reshape:
+      case Kind::Activation:
+        break;
+      case Kind::Dense:
+        k.gemm(dense_filter_gemm(layer, n, in, d, dkernel), ex);
+        if (layer.bias >= 0) k.sum_rows(layer.rows(n), spec.units, d, db, ex);
         if (need_dx) k.gemm(dense_data_gemm(layer, n, d, b.params + layer.kernel, other), ex);
         d = other;
         break;
-      case LayerSpec::Kind::Dropout:
+      case Kind::Dropout:
         if (h.out(i) != in) h.dropout_backward(i, d, n, ex);  // active this step
+        break;
+      case Kind::BatchNorm:
+        k.batchnorm_backward(batchnorm_geometry(layer, n), in,
+                             layer.kernel >= 0 ? b.params + layer.kernel : nullptr, h.mean(i),
+                             h.inv_std(i), d, need_dx ? other : nullptr, dkernel,
+                             layer.bias >= 0 ? db : nullptr, ex);
+        d = other;
         break;
     }
     h.backward_done(i);

@@ -8,13 +8,14 @@ plan (``fastnn._C.Net``); ``fastnn.ops`` runs each kernel alone on NumPy arrays,
 import numbers
 
 from fastnn import _C
-from fastnn import (callbacks, datasets, layers, losses, metrics, models, ops, optimizers,
-                    reference, utils)
+from fastnn import (activations, callbacks, datasets, initializers, layers, losses, metrics,
+                    models, ops, optimizers, reference, utils)
 from fastnn.layers import Input
 from fastnn.models import Sequential, load_model
 
 __version__ = _C.__version__
-__all__ = ["Input", "Sequential", "build_info", "callbacks", "datasets", "get_cpu_isa",
+__all__ = ["Input", "Sequential", "activations", "build_info", "callbacks", "datasets",
+           "get_cpu_isa", "initializers",
            "get_num_threads", "layers", "load_model", "losses", "metrics", "models", "ops",
            "optimizers", "reference", "set_cpu_isa", "set_num_threads", "utils"]
 

@@ -32,11 +32,11 @@ def resolve_device(device, where):
     return device
 
 
-def make_net(layer_specs, input_shape, optimizer_spec, device="cpu"):
+def make_net(layer_specs, input_shape, optimizer_spec, loss_spec, device="cpu"):
     """The compiled training plan: ``_C.Net`` on the CPU or ``_C.CudaNet`` on the GPU
     (csrc/engine/CONTRACT.md)."""
     engine = _C.CudaNet if device == "cuda" else _C.Net
-    return engine(layer_specs, input_shape, optimizer_spec)
+    return engine(layer_specs, input_shape, optimizer_spec, loss_spec)
 
 
 def chunks(net, steps):

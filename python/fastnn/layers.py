@@ -1,4 +1,6 @@
-"""Keras-style layers: Conv2D, MaxPooling2D, Flatten, Dense, Dropout and Input.
+"""Keras-style layers: Conv2D, Dense, pooling (max, average, global), BatchNormalization,
+activation layers (Activation, ReLU, LeakyReLU, ELU, Softmax), Dropout, Flatten, Reshape,
+Rescaling and Input.
 
 A layer here only describes: its settings, its output shape for a given input shape
 (checked when it is added to a model, so a bad stack fails at ``add()``), and its weights
@@ -16,11 +18,12 @@ import numbers
 
 import numpy as np
 
-from fastnn import _naming, reference, utils
+from fastnn import _naming, activations, initializers, reference
 
-__all__ = ["Conv2D", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer", "MaxPooling2D"]
-
-ACTIVATIONS = ("linear", "relu", "softmax")
+__all__ = ["ELU", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",
+           "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Input",
+           "InputLayer", "Layer", "LeakyReLU", "MaxPooling2D", "ReLU", "Rescaling", "Reshape",
+           "Softmax"]
 
 # ---------------------------------------------------------------------------
 # argument checks
@@ -60,11 +63,25 @@ def check_shape(value, what):
 
 
 def _activation(value, owner):
-    name = "linear" if value is None else value
-    if name not in ACTIVATIONS:
-        raise ValueError(f"{owner}: unknown activation {value!r}; fastnn knows "
-                         f"{', '.join(map(repr, ACTIVATIONS))} (and None, meaning 'linear')")
-    return name
+    return activations.get(value, owner)
+
+
+def _real(value, what, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _channels_last(data_format, owner):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{owner}: data_format={data_format!r} is not supported; fastnn "
+                         f"keeps images channels_last (NHWC)")
+
+
+def _image_input(input_shape, where):
+    if len(input_shape) != 3:
+        raise ValueError(f"{where} needs an input of shape (height, width, channels) per "
+                         f"sample, got {input_shape}")
 
 
 def _padding(value, owner):
@@ -74,53 +91,11 @@ def _padding(value, owner):
     return mode
 
 
-# ---------------------------------------------------------------------------
-# initializers (Keras's definitions)
-# ---------------------------------------------------------------------------
-
-INITIALIZERS = ("glorot_uniform", "he_normal", "zeros")
-_INITIALIZER_ALIASES = {"GlorotUniform": "glorot_uniform", "HeNormal": "he_normal",
-                        "Zeros": "zeros"}
-
-
 def _initializer(value, owner, what):
-    name = _INITIALIZER_ALIASES.get(value, value)
-    if name not in INITIALIZERS:
-        raise ValueError(f"{owner}: unknown {what} {value!r}; fastnn knows "
-                         f"{', '.join(map(repr, INITIALIZERS))}")
-    return name
-
-
-def _fans(shape):
-    """Keras's fan-in and fan-out: a conv kernel (kh, kw, cin, cout) counts kh*kw per channel."""
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive = math.prod(shape[:-2])
-    return receptive * shape[-2], receptive * shape[-1]
-
-
-def initialize(name, shape):
-    """A float32 array of ``shape`` drawn by the named Keras initializer.
-
-    glorot_uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
-    he_normal: normal with stddev sqrt(2 / fan_in) / 0.8796..., values beyond two of those
-      stddevs redrawn (Keras's truncated normal; the divisor restores the variance the
-      truncation removes, so the result has variance 2 / fan_in).
-    """
-    rng = utils.generator()
-    fan_in, fan_out = _fans(shape)
-    if name == "zeros":
-        return np.zeros(shape, np.float32)
-    if name == "glorot_uniform":
-        limit = math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, shape).astype(np.float32)
-    stddev = math.sqrt(2.0 / fan_in) / 0.87962566103423978
-    values = rng.standard_normal(shape)
-    outside = np.abs(values) > 2
-    while outside.any():
-        values[outside] = rng.standard_normal(int(outside.sum()))
-        outside = np.abs(values) > 2
-    return (values * stddev).astype(np.float32)
+    """An initializer (initializers.get) and how a config records it: the name as given,
+    or the object's serialized form."""
+    init = initializers.get(value, f"{owner}: {what}")
+    return init, (value if isinstance(value, str) else initializers.serialize(init))
 
 
 # ---------------------------------------------------------------------------
@@ -155,8 +130,8 @@ class Layer:
 
     Subclasses define ``compute_output_shape(input_shape)`` (raising ValueError when the
     layer cannot take that input), ``weight_specs(input_shape)`` (the (what, shape,
-    initializer) of each weight, in Keras's get_weights() order), ``engine_spec()``
-    and ``get_config()``.
+    initializer[, trainable]) of each weight, in Keras's get_weights() order),
+    ``engine_spec()`` (one engine layer dict, or a list of them) and ``get_config()``.
     """
 
     base_name = "layer"
@@ -216,8 +191,7 @@ class Layer:
         """Check ``input_shape`` (per sample), record the shapes and create the weights."""
         output_shape = self.compute_output_shape(tuple(input_shape))
         self._input_shape, self._output_shape = tuple(input_shape), tuple(output_shape)
-        self._weights = [initialize(init, shape)
-                         for _, shape, init in self.weight_specs(input_shape)]
+        self._weights = [spec[2](spec[1]) for spec in self.weight_specs(input_shape)]
 
     # -- weights -------------------------------------------------------------
 
@@ -232,7 +206,13 @@ class Layer:
     def weight_labels(self):
         if not self.built:
             return []
-        return [f"{self.name} {what}" for what, _, _ in self.weight_specs(self._input_shape)]
+        return [f"{self.name} {spec[0]}" for spec in self.weight_specs(self._input_shape)]
+
+    def weight_trainable(self):
+        """For each weight: whether training moves it (moving statistics do not)."""
+        if not self.built:
+            return []
+        return [spec[3] if len(spec) > 3 else True for spec in self.weight_specs(self._input_shape)]
 
     def get_weights(self):
         """Copies of this layer's weights, in Keras's order and layouts."""
@@ -255,7 +235,12 @@ class Layer:
         if not self.built:
             raise ValueError(f"{self.where}.count_params(): the layer is not built yet, so its "
                              f"weight shapes are unknown")
-        return sum(math.prod(shape) for _, shape, _ in self.weight_specs(self._input_shape))
+        return sum(math.prod(spec[1]) for spec in self.weight_specs(self._input_shape))
+
+    def count_trainable_params(self):
+        self.count_params()
+        return sum(math.prod(spec[1]) for spec, trainable in
+                   zip(self.weight_specs(self._input_shape), self.weight_trainable()) if trainable)
 
     # -- serialisation -------------------------------------------------------
 
@@ -304,19 +289,31 @@ def Input(shape, batch_size=None, name=None):
 class _WeightedLayer(Layer):
     """What Conv2D and Dense share: a kernel, an optional bias, an activation."""
 
-    def __init__(self, activation, use_bias, kernel_initializer, bias_initializer, **kwargs):
+    def __init__(self, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        for what, value in (("kernel_regularizer", kernel_regularizer),
+                            ("bias_regularizer", bias_regularizer),
+                            ("activity_regularizer", activity_regularizer),
+                            ("kernel_constraint", kernel_constraint),
+                            ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise NotImplementedError(f"{self.where}: {what} is not supported yet; only "
+                                          f"None is")
         self.activation = _activation(activation, self.where)
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"{self.where}: use_bias must be a bool, got {use_bias!r}")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializer(kernel_initializer, self.where, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, self.where, "bias_initializer")
+        self._kernel_init, self.kernel_initializer = _initializer(
+            kernel_initializer, self.where, "kernel_initializer")
+        self._bias_init, self.bias_initializer = _initializer(
+            bias_initializer, self.where, "bias_initializer")
 
     def _kernel_and_bias(self, kernel_shape, units):
-        specs = [("kernel", kernel_shape, self.kernel_initializer)]
+        specs = [("kernel", kernel_shape, self._kernel_init)]
         if self.use_bias:
-            specs.append(("bias", (units,), self.bias_initializer))
+            specs.append(("bias", (units,), self._bias_init))
         return specs
 
     def get_config(self):
@@ -330,19 +327,24 @@ class Conv2D(_WeightedLayer):
 
     base_name = "conv2d"
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.filters = _positive_int(filters, f"{self.where}: filters")
         self.kernel_size = _pair(kernel_size, f"{self.where}: kernel_size")
         self.strides = _pair(strides, f"{self.where}: strides")
         self.padding = _padding(padding, self.where)
+        _channels_last(data_format, self.where)
+        if _pair(dilation_rate, f"{self.where}: dilation_rate") != (1, 1):
+            raise NotImplementedError(f"{self.where}: dilation_rate={dilation_rate!r} is not "
+                                      f"supported; only (1, 1) is")
+        if groups != 1:
+            raise NotImplementedError(f"{self.where}: groups={groups!r} is not supported; "
+                                      f"only 1 is")
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.where} needs an input of shape (height, width, channels) per "
-                             f"sample, got {input_shape}")
+        _image_input(input_shape, self.where)
         if self.padding == "valid" and any(k > s for k, s in zip(self.kernel_size, input_shape)):
             raise ValueError(f"{self.where}: kernel {self.kernel_size} is larger than its input "
                              f"{input_shape[:2]} with padding='valid'")
@@ -356,8 +358,8 @@ class Conv2D(_WeightedLayer):
 
     def engine_spec(self):
         return {"type": "conv2d", "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "padding": self.padding,
-                "activation": self.activation, "use_bias": self.use_bias}
+                "strides": self.strides, "padding": self.padding, "use_bias": self.use_bias,
+                **activations.engine_fields(self.activation)}
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -365,38 +367,88 @@ class Conv2D(_WeightedLayer):
                 "padding": self.padding}
 
 
-class MaxPooling2D(Layer):
-    """Max over each pool window of (height, width, channels) inputs; 'valid' padding only."""
+class _Pooling2D(Layer):
+    """What MaxPooling2D and AveragePooling2D share: window, strides, padding."""
 
-    base_name = "max_pooling2d"
+    engine_type = None
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pool_size = _pair(pool_size, f"{self.where}: pool_size")
         self.strides = (self.pool_size if strides is None
                         else _pair(strides, f"{self.where}: strides"))
-        if _padding(padding, self.where) == "same":
-            raise NotImplementedError(f"{self.where}: padding='same' is not supported; fastnn "
-                                      f"pools with padding='valid' only")
-        self.padding = "valid"
+        self.padding = _padding(padding, self.where)
+        _channels_last(data_format, self.where)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.where} needs an input of shape (height, width, channels) per "
-                             f"sample, got {input_shape}")
-        if any(p > s for p, s in zip(self.pool_size, input_shape)):
+        _image_input(input_shape, self.where)
+        if self.padding == "valid" and any(p > s for p, s in zip(self.pool_size, input_shape)):
             raise ValueError(f"{self.where}: pool_size {self.pool_size} is larger than its input "
-                             f"{input_shape[:2]}")
-        rows, cols = ((size - p) // s + 1
+                             f"{input_shape[:2]} with padding='valid'")
+        rows, cols = (reference.conv_output_size(size, p, s, self.padding)[0]
                       for size, p, s in zip(input_shape, self.pool_size, self.strides))
         return rows, cols, input_shape[2]
 
     def engine_spec(self):
-        return {"type": "maxpool2d", "pool_size": self.pool_size, "strides": self.strides}
+        return {"type": self.engine_type, "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding}
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
+    """The maximum of each pool window of (height, width, channels) inputs."""
+
+    base_name = "max_pooling2d"
+    engine_type = "maxpool2d"
+
+
+class AveragePooling2D(_Pooling2D):
+    """The mean of each pool window; with padding='same', of the window's positions inside
+    the input (as Keras)."""
+
+    base_name = "average_pooling2d"
+    engine_type = "avgpool2d"
+
+
+class _GlobalPooling2D(Layer):
+    """One value per channel over the whole image: (channels,), or (1, 1, channels) with
+    keepdims."""
+
+    engine_type = None
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.where)
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise TypeError(f"{self.where}: keepdims must be a bool, got {keepdims!r}")
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        _image_input(input_shape, self.where)
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def engine_spec(self):
+        height, width, channels = self._input_shape
+        pool = {"type": self.engine_type, "pool_size": (height, width),
+                "strides": (height, width), "padding": "valid"}
+        return [pool] if self.keepdims else [pool, {"type": "reshape", "shape": [channels]}]
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    base_name = "global_average_pooling2d"
+    engine_type = "avgpool2d"
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    base_name = "global_max_pooling2d"
+    engine_type = "maxpool2d"
 
 
 class Flatten(Layer):
@@ -404,15 +456,48 @@ class Flatten(Layer):
 
     base_name = "flatten"
 
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.where)
+
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
     def engine_spec(self):
-        return {"type": "flatten"}
+        return {"type": "reshape", "shape": [math.prod(self._input_shape)]}
+
+
+class Reshape(Layer):
+    """Each sample to ``target_shape`` (C order; one axis may be -1, inferred)."""
+
+    base_name = "reshape"
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        shape = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else None
+        if (not shape or not all(_is_int(d) and (d >= 1 or d == -1) for d in shape)
+                or sum(d == -1 for d in shape) > 1):
+            raise ValueError(f"{self.where}: target_shape must be a tuple of positive ints "
+                             f"(one of them may be -1), got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in shape)
+
+    def compute_output_shape(self, input_shape):
+        total, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
+        shape = tuple(total // known if d == -1 else d for d in self.target_shape)
+        if math.prod(shape) != total:
+            raise ValueError(f"{self.where}: cannot reshape an input of shape {input_shape} "
+                             f"({total} values) to {self.target_shape}")
+        return shape
+
+    def engine_spec(self):
+        return {"type": "reshape", "shape": list(self._output_shape)}
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
 class Dense(_WeightedLayer):
-    """Fully connected layer on 1-D inputs: ``activation(x @ kernel + bias)``."""
+    """Fully connected layer on the last axis: ``activation(x @ kernel + bias)``."""
 
     base_name = "dense"
 
@@ -422,18 +507,14 @@ class Dense(_WeightedLayer):
         self.units = _positive_int(units, f"{self.where}: units")
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            # Keras would apply Dense to the last axis; the engine takes 1-D inputs only.
-            raise ValueError(f"{self.where} needs a 1-D input per sample, got {input_shape}: "
-                             f"put a Flatten() layer before it")
-        return (self.units,)
+        return tuple(input_shape[:-1]) + (self.units,)  # on the last axis, as Keras
 
     def weight_specs(self, input_shape):
-        return self._kernel_and_bias((input_shape[0], self.units), self.units)
+        return self._kernel_and_bias((input_shape[-1], self.units), self.units)
 
     def engine_spec(self):
-        return {"type": "dense", "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias}
+        return {"type": "dense", "units": self.units, "use_bias": self.use_bias,
+                **activations.engine_fields(self.activation)}
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -445,8 +526,11 @@ class Dropout(Layer):
 
     base_name = "dropout"
 
-    def __init__(self, rate, **kwargs):
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
+        if noise_shape is not None:
+            raise NotImplementedError(f"{self.where}: noise_shape is not supported; only None "
+                                      f"(a coin per value) is")
         if not (isinstance(rate, numbers.Real) and not isinstance(rate, bool) and 0 <= rate < 1):
             raise ValueError(f"{self.where}: rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
@@ -458,6 +542,226 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate}
 
 
+class _ActivationLayer(Layer):
+    """A layer that applies an element-wise activation (or softmax) and holds no weights."""
+
+    def _engine_activation(self):
+        raise NotImplementedError
+
+    def engine_spec(self):
+        return {"type": "activation", **self._engine_activation()}
+
+    @property
+    def activation(self):
+        """The Keras activation name this layer applies (what a loss checks on the head)."""
+        return self._engine_activation()["activation"].replace("swish", "silu")
+
+
+class Activation(_ActivationLayer):
+    """``Activation('tanh')``: applies a Keras activation (a name or activations.*)."""
+
+    base_name = "activation"
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation_name = _activation(activation, self.where)
+
+    @property
+    def activation(self):
+        return self.activation_name
+
+    def _engine_activation(self):
+        return activations.engine_fields(self.activation_name)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation_name}
+
+
+class ReLU(_ActivationLayer):
+    """Keras's ReLU layer: max_value (None: none), negative_slope below threshold."""
+
+    base_name = "re_lu"
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None:
+            max_value = _real(max_value, "max_value", self.where)
+            if max_value < 0:
+                raise ValueError(f"{self.where}: max_value must be >= 0, got {max_value}")
+        self.max_value = max_value
+        self.negative_slope = _real(negative_slope, "negative_slope", self.where)
+        if self.negative_slope < 0:
+            raise ValueError(f"{self.where}: negative_slope must be >= 0, got {negative_slope}")
+        self.threshold = _real(threshold, "threshold", self.where)
+
+    def _engine_activation(self):
+        if self.max_value is None and self.negative_slope == 0 and self.threshold == 0:
+            return activations.engine_fields("relu")
+        fields = activations.engine_fields("relu", self.negative_slope,
+                                           math.inf if self.max_value is None else self.max_value,
+                                           self.threshold)
+        return {**fields, "activation": "relu_clipped"}
+
+    @property
+    def activation(self):
+        return "relu"
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class LeakyReLU(_ActivationLayer):
+    """x for x >= 0, negative_slope * x below (Keras's default slope 0.3)."""
+
+    base_name = "leaky_re_lu"
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:  # Keras 2's name, which Keras 3 still accepts
+            negative_slope = kwargs.pop("alpha")
+        super().__init__(**kwargs)
+        self.negative_slope = _real(negative_slope, "negative_slope", self.where)
+        if self.negative_slope < 0:
+            raise ValueError(f"{self.where}: negative_slope must be >= 0, got {negative_slope}")
+
+    def _engine_activation(self):
+        return activations.engine_fields("leaky_relu", self.negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(_ActivationLayer):
+    """x for x > 0, alpha * (exp(x) - 1) below."""
+
+    base_name = "elu"
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = _real(alpha, "alpha", self.where)
+
+    def _engine_activation(self):
+        return activations.engine_fields("elu", self.alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class Softmax(_ActivationLayer):
+    """Softmax over the last axis (axis=-1, Keras's default, is the one supported)."""
+
+    base_name = "softmax"
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise NotImplementedError(f"{self.where}: axis={axis!r} is not supported; fastnn "
+                                      f"takes the softmax over the last axis (axis=-1)")
+        self.axis = -1
+
+    def _engine_activation(self):
+        return activations.engine_fields("softmax")
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Rescaling(_ActivationLayer):
+    """``x * scale + offset``, e.g. ``Rescaling(1. / 255)`` for 8-bit images."""
+
+    base_name = "rescaling"
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = _real(scale, "scale (a number; per-channel lists are not supported)",
+                           self.where)
+        self.offset = _real(offset, "offset (a number; per-channel lists are not supported)",
+                            self.where)
+
+    def _engine_activation(self):
+        return {**activations.engine_fields("linear", self.scale, self.offset),
+                "activation": "affine"}
+
+    @property
+    def activation(self):
+        return "linear"
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+class BatchNormalization(Layer):
+    """Normalises over the last axis: batch statistics while training (updating the moving
+    ones: moving = moving * momentum + batch * (1 - momentum), biased variance), the moving
+    statistics at inference; then * gamma (scale) + beta (center). Weights in Keras's order:
+    gamma, beta, moving_mean, moving_variance (the last two not trainable)."""
+
+    base_name = "batch_normalization"
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        for what, value in (("beta_regularizer", beta_regularizer),
+                            ("gamma_regularizer", gamma_regularizer),
+                            ("beta_constraint", beta_constraint),
+                            ("gamma_constraint", gamma_constraint)):
+            if value is not None:
+                raise NotImplementedError(f"{self.where}: {what} is not supported yet; only "
+                                          f"None is")
+        if not _is_int(axis):
+            raise ValueError(f"{self.where}: axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+        self.momentum = _real(momentum, "momentum", self.where)
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"{self.where}: momentum must be in [0, 1], got {momentum}")
+        self.epsilon = _real(epsilon, "epsilon", self.where)
+        if self.epsilon <= 0:
+            raise ValueError(f"{self.where}: epsilon must be > 0, got {epsilon}")
+        for what, value in (("center", center), ("scale", scale), ("synchronized", synchronized)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{self.where}: {what} must be a bool, got {value!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self._inits = {}
+        self._init_configs = {}
+        for what, value in (("beta", beta_initializer), ("gamma", gamma_initializer),
+                            ("moving_mean", moving_mean_initializer),
+                            ("moving_variance", moving_variance_initializer)):
+            self._inits[what], self._init_configs[what] = _initializer(
+                value, self.where, f"{what}_initializer")
+
+    def compute_output_shape(self, input_shape):
+        if self.axis not in (-1, len(input_shape)):
+            raise NotImplementedError(
+                f"{self.where}: axis={self.axis} is not supported; fastnn normalises the last "
+                f"axis (axis=-1, the channels of an NHWC image)")
+        return input_shape
+
+    def weight_specs(self, input_shape):
+        channels = (input_shape[-1],)
+        specs = []
+        if self.scale:
+            specs.append(("gamma", channels, self._inits["gamma"]))
+        if self.center:
+            specs.append(("beta", channels, self._inits["beta"]))
+        return specs + [("moving_mean", channels, self._inits["moving_mean"], False),
+                        ("moving_variance", channels, self._inits["moving_variance"], False)]
+
+    def engine_spec(self):
+        return {"type": "batchnorm", "epsilon": self.epsilon, "momentum": self.momentum,
+                "center": self.center, "scale": self.scale}
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                **{f"{what}_initializer": config for what, config in self._init_configs.items()}}
+
+
 # Class names in saved model configs -> classes.
 LAYER_CLASSES = {cls.__name__: cls
-                 for cls in (InputLayer, Conv2D, MaxPooling2D, Flatten, Dense, Dropout)}
+                 for cls in (InputLayer, Conv2D, MaxPooling2D, AveragePooling2D,
+                             GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape, Dense,
+                             Dropout, Activation, ReLU, LeakyReLU, ELU, Softmax,
+                             BatchNormalization, Rescaling)}

@@ -1,15 +1,17 @@
 """Keras-style accuracy metrics.
 
-fastnn's engine counts, in the same pass as the loss, how many samples have their
-highest output at the true class; every accuracy here is that count over the samples
-seen. ``metrics=['accuracy']`` (or 'acc', or the objects below) adds it to the logs under
-the name given. Standalone, the objects work as in Keras: ``update_state(y_true, y_pred)``,
+fastnn's engine counts, in the same pass as the loss, the samples whose highest output is
+the true class (categorical and sparse categorical accuracy) or the outputs on the right
+side of 0.5 (binary accuracy); every accuracy here is that count over those seen.
+``metrics=['accuracy']`` (or 'acc') picks one as Keras 3 does: binary when the model has
+one output, else categorical (sparse for integer labels). It goes into the logs under the
+name given. Standalone, the objects work as in Keras: ``update_state(y_true, y_pred)``,
 ``result()``, ``reset_state()``.
 """
 
 import numpy as np
 
-__all__ = ["CategoricalAccuracy", "Metric", "SparseCategoricalAccuracy", "get"]
+__all__ = ["BinaryAccuracy", "CategoricalAccuracy", "Metric", "SparseCategoricalAccuracy", "get"]
 
 
 class Metric:
@@ -35,6 +37,24 @@ class Metric:
         return {"name": self.name}
 
 
+class BinaryAccuracy(Metric):
+    """The fraction of outputs whose side of ``threshold`` matches the label's."""
+
+    engine_accuracy = "binary"
+
+    def __init__(self, name="binary_accuracy", threshold=0.5):
+        if threshold != 0.5:
+            raise NotImplementedError(f"BinaryAccuracy: threshold={threshold!r} is not "
+                                      f"supported; the engine counts at 0.5")
+        super().__init__(name)
+
+    def update_state(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        y_true = np.asarray(y_true).reshape(y_pred.shape)
+        self._correct += int(np.sum((y_pred > 0.5) == (y_true > 0.5)))
+        self._count += y_pred.size
+
+
 class CategoricalAccuracy(Metric):
     """Accuracy for one-hot labels."""
 
@@ -57,17 +77,32 @@ class SparseCategoricalAccuracy(Metric):
         return y_true.reshape(y_true.shape[:1]) if y_true.ndim == 2 else y_true
 
 
-_NAMES = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
+# name -> what the engine counts ('auto': as Keras's 'accuracy', by the model's outputs)
+_NAMES = {"accuracy": "auto", "acc": "auto", "binary_accuracy": "binary",
+          "categorical_accuracy": "argmax", "sparse_categorical_accuracy": "argmax"}
+CategoricalAccuracy.engine_accuracy = SparseCategoricalAccuracy.engine_accuracy = "argmax"
 
 
 def get(identifier):
-    """The log name of a metric given by name ('accuracy', 'acc', ...) or as a Metric."""
+    """(log name, what the engine counts: 'auto', 'binary' or 'argmax') of a metric given
+    by name ('accuracy', 'acc', ...) or as a Metric."""
     if isinstance(identifier, Metric):
-        return identifier.name
+        return identifier.name, identifier.engine_accuracy
     if isinstance(identifier, str):
         if identifier not in _NAMES:
             raise ValueError(f"unknown metric {identifier!r}; fastnn knows "
                              f"{', '.join(map(repr, _NAMES))}")
-        return identifier
+        return identifier, _NAMES[identifier]
     raise TypeError(f"a metric must be a name such as 'accuracy' or a metrics.* object, "
                     f"got {identifier!r}")
+
+
+def engine_accuracy(kinds, outputs):
+    """The one count the engine keeps for metrics of these kinds, on a model with
+    ``outputs`` values per sample: 'none', 'binary' or 'argmax'."""
+    resolved = {("binary" if outputs == 1 else "argmax") if kind == "auto" else kind
+                for kind in kinds}
+    if len(resolved) > 1:
+        raise NotImplementedError(f"metrics: binary and categorical accuracy together are not "
+                                  f"supported; the engine counts one of them per model")
+    return resolved.pop() if resolved else "none"

@@ -6,9 +6,9 @@ gradients, optimizer state and buffers; from then on every training step is one 
 ``net.train_step(x_batch, labels)``, and the layers' weights are views of the engine's
 memory. ``fit`` is a plain Python loop over batches around that call.
 
-Labels are converted once, before training, to int32 class indices (the loss object checks
-them: one-hot rows for categorical_crossentropy, whole numbers in range for the sparse
-one). A NaN or infinite loss during ``fit`` raises FloatingPointError naming the epoch and
+Labels are converted once, before training, to the engine's float32 targets (the loss
+object checks them: class indices in range for the sparse cross-entropy, one value per
+output for the others, label smoothing applied). A NaN or infinite loss during ``fit`` raises FloatingPointError naming the epoch and
 batch, unless a callback (e.g. ``callbacks.TerminateOnNaN``) stops training first.
 """
 
@@ -50,6 +50,7 @@ class Sequential:
         self._input_layer = None
         self._input_shape = None    # per sample, once known
         self._metric_names = []
+        self._metric_kinds = []     # what the engine counts for each (metrics.get)
         self._net = None            # the engine, built on demand
         self._device = "cpu"        # where compile() put it: 'cpu' or 'cuda'
         self._device_newer = False  # a GPU engine trained since its host copy was read
@@ -151,6 +152,7 @@ class Sequential:
         lines = [f"{a:{widths[0]}}{b:{widths[1]}}{c}" for a, b, c in rows]
         rule = max(65, *(len(line) for line in lines))
         total = self.count_params()
+        trainable = sum(layer.count_trainable_params() for layer in self._layers)
         print_fn(f'Model: "{self.name}"')
         print_fn("_" * rule)
         print_fn(lines[0])
@@ -159,8 +161,8 @@ class Sequential:
             print_fn(line)
         print_fn("=" * rule)
         print_fn(f"Total params: {total:,}")
-        print_fn(f"Trainable params: {total:,}")
-        print_fn("Non-trainable params: 0")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {total - trainable:,}")
         print_fn("_" * rule)
 
     # -- weights -------------------------------------------------------------
@@ -195,35 +197,48 @@ class Sequential:
         self._net = None
 
     def _engine_input_shape(self):
-        # The engine takes (H, W, C) or (F,); an (H, W) input is (H, W, 1) to it, which is
-        # the same memory, and its layers (Flatten, Dropout) act on it the same way.
-        shape = self._input_shape
-        if len(shape) == 2:
-            return shape + (1,)
-        if len(shape) not in (1, 3):
-            raise ValueError(f"{self.name}: input shape {shape} is not supported; fastnn takes "
-                             f"(features,), (height, width) or (height, width, channels)")
-        return shape
+        return self._input_shape  # the engine takes any per-sample shape
 
     def _check_head(self, loss):
-        """ValueError unless the stack ends as the engine and ``loss`` need: one output per
-        class, softmax only there."""
+        """ValueError unless the stack has layers and ends as ``loss`` needs (a softmax or
+        sigmoid for a cross-entropy on probabilities)."""
         if not self._layers:
             raise ValueError(f"{self.name} has no layers; add some before compile/fit/predict")
-        for layer in self._layers[:-1]:
-            if getattr(layer, "activation", None) == "softmax":
-                raise ValueError(f"{layer.where}: activation='softmax' is supported on the last "
-                                 f"layer only")
-        last = self._layers[-1]
-        if not hasattr(last, "activation") or (self.built and len(last._output_shape) != 1):
-            shape = f" of output shape {last.output_shape}" if self.built else ""
-            raise ValueError(f"the model must end with a Dense layer with one unit per class; it "
-                             f"ends with {last.where}{shape}")
         if loss is not None:
-            loss.check_activation(last)
-        elif last.activation not in ("softmax", "linear"):
-            raise ValueError(f"the last layer's activation must be 'softmax' or 'linear', "
-                             f"got {last.where} with activation={last.activation!r}")
+            loss.check_activation(self._layers[-1])
+
+    def _engine_layers(self):
+        """The engine's layer list: each layer's engine_spec() (a list for some), an
+        activation layer merged into the conv, dense or batch norm before it when that has
+        none, as Keras scripts write ``Conv2D(...), BatchNormalization(), Activation('relu')``:
+        the engine then applies it in the same pass (a ReLU inside the conv's kernel, or
+        in place on the batch norm's output, its gradient inside the max-pool's)."""
+        specs = []
+        for layer in self._layers:
+            spec = layer.engine_spec()
+            for entry in spec if isinstance(spec, list) else [spec]:
+                previous = specs[-1] if specs else None
+                if (entry["type"] == "activation" and previous is not None
+                        and previous["type"] in ("conv2d", "dense", "batchnorm")
+                        and previous.get("activation", "linear") == "linear"):
+                    specs[-1] = {**previous, **entry, "type": previous["type"]}
+                else:
+                    specs.append(entry)
+        return specs
+
+    def _engine_loss(self):
+        """The loss's engine dict, with the count that the metrics need. Before compile
+        (predict only) a loss that asks nothing of the head."""
+        if self.loss is None:
+            return {"type": "mean_squared_error", "accuracy": "none"}
+        accuracy = metrics_module.engine_accuracy(self._metric_kinds, self._outputs)
+        return self.loss.engine_spec(accuracy)
+
+    @property
+    def _accuracy_unit(self):
+        """What one correct count is out of, per sample: each output (binary accuracy) or
+        the sample."""
+        return self._outputs if self._engine_loss()["accuracy"] == "binary" else 1
 
     def _ensure_net(self):
         """The engine for the current stack and compile settings, built when first needed."""
@@ -231,9 +246,8 @@ class Sequential:
             return self._net
         self._check_head(self.loss)
         optimizer = self.optimizer or optimizers.Adam()  # predict() works before compile()
-        net = _training.make_net([layer.engine_spec() for layer in self._layers],
-                                 self._engine_input_shape(), optimizer.engine_spec(),
-                                 self._device)
+        net = _training.make_net(self._engine_layers(), self._engine_input_shape(),
+                                 optimizer.engine_spec(), self._engine_loss(), self._device)
         views = iter(net.parameters())
         for layer in self._layers:
             engine_weights = [next(views) for _ in layer._weights]
@@ -272,8 +286,9 @@ class Sequential:
         return self._device
 
     @property
-    def _classes(self):
-        return self._layers[-1]._output_shape[0]
+    def _outputs(self):
+        """Output values per sample."""
+        return math.prod(self._layers[-1]._output_shape)
 
     # -- compile -------------------------------------------------------------
 
@@ -290,10 +305,14 @@ class Sequential:
         if not isinstance(metrics, (list, tuple)):
             raise TypeError(f"compile: metrics must be a list such as ['accuracy'], "
                             f"got {metrics!r}")
-        names = [metrics_module.get(metric) for metric in metrics]
+        resolved = [metrics_module.get(metric) for metric in metrics]
         self._check_head(loss)
         self._drop_net()
-        self.optimizer, self.loss, self._metric_names = optimizer, loss, names
+        self.optimizer, self.loss = optimizer, loss
+        self._metric_names = [name for name, _ in resolved]
+        self._metric_kinds = [kind for _, kind in resolved]
+        if self.built:
+            metrics_module.engine_accuracy(self._metric_kinds, self._outputs)  # fails early
         self._device = device
         if self.built:
             self._ensure_net()
@@ -317,16 +336,16 @@ class Sequential:
         return x.reshape((len(x),) + self._engine_input_shape())
 
     def _data(self, x, y, where):
-        """(x, int32 labels) checked against each other and the model."""
+        """(x, float32 targets) checked against each other and the model."""
         x = self._inputs(x, where)
         if y is None:
             raise ValueError(f"{where}: y (the labels) is required")
         self._check_head(self.loss)
-        labels = self.loss.class_indices(y, self._classes, where)
-        if len(labels) != len(x):
+        if len(y) != len(x):
             raise ValueError(f"{where}: x and y must have the same number of samples, "
-                             f"got {len(x)} and {len(labels)}")
-        return x, labels
+                             f"got {len(x)} and {len(y)}")
+        targets = self.loss.targets(y, self._layers[-1]._output_shape, where)
+        return x, targets
 
     def _logs(self, loss, accuracy, prefix=""):
         logs = {prefix + "loss": loss}
@@ -425,6 +444,7 @@ class Sequential:
             elif i + 1 < len(runs) and not self.stop_training:
                 start(runs[i + 1])
             losses, corrects = net.step_results(first, count)
+            unit = self._accuracy_unit
             self._trained()
             for step, loss, step_correct in zip(range(first, first + count), losses.tolist(),
                                                 corrects.tolist()):
@@ -432,7 +452,7 @@ class Sequential:
                 loss_sum += loss * rows
                 correct += step_correct
                 seen += rows
-                logs = self._logs(loss_sum / seen, correct / seen)
+                logs = self._logs(loss_sum / seen, correct / (seen * unit))
                 hooks.call("on_train_batch_end", step, logs)
                 if not math.isfinite(loss) and not self.stop_training:
                     raise FloatingPointError(
@@ -454,7 +474,7 @@ class Sequential:
         x, labels = self._data(x, y, "train_on_batch")
         loss, correct = self._ensure_net().train_step(x, labels)
         self._trained()
-        return self._results(loss, correct / len(x), return_dict)
+        return self._results(loss, correct / (len(x) * self._accuracy_unit), return_dict)
 
     # -- inference -----------------------------------------------------------
 
@@ -463,6 +483,7 @@ class Sequential:
         engine runs all batches in one call, then the hooks see them)."""
         net = self._ensure_net()
         n, steps = len(data), _training.batch_count(len(data), batch_size)
+        unit = self._accuracy_unit
         loss_sum, correct = 0.0, 0
         hooks.call("on_test_begin", {})
         for first, count in _training.inference_chunks(net, steps):
@@ -474,11 +495,11 @@ class Sequential:
                 loss_sum += loss
                 correct += step_correct
                 stop = step * batch_size + _training.batch_rows(n, batch_size, step)
-                logs = self._logs(loss_sum / stop, correct / stop)
+                logs = self._logs(loss_sum / stop, correct / (stop * unit))
                 hooks.call("on_test_batch_end", step, logs)
                 if progbar and step + 1 < steps:
                     progbar.update(step + 1, logs.items())
-        result = loss_sum / n, correct / n
+        result = loss_sum / n, correct / (n * unit)
         hooks.call("on_test_end", self._logs(*result))
         if progbar:
             progbar.update(steps, self._logs(*result).items(), finalize=True)
@@ -503,10 +524,12 @@ class Sequential:
         self._require_compiled("test_on_batch")
         x, labels = self._data(x, y, "test_on_batch")
         loss_sum, correct = self._ensure_net().evaluate(x, labels)
-        return self._results(loss_sum / len(x), correct / len(x), return_dict)
+        return self._results(loss_sum / len(x), correct / (len(x) * self._accuracy_unit),
+                             return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, callbacks=None):
-        """The last layer's outputs, float32 (N, classes): probabilities for a softmax model."""
+        """The last layer's outputs, float32 (N, *output shape): probabilities for a softmax
+        model."""
         batch_size = _training.int_arg(batch_size, "predict: batch_size", 1, default=32)
         verbose = _training.verbose_arg(verbose, "predict")
         x = self._inputs(x, "predict")
@@ -516,7 +539,7 @@ class Sequential:
         hooks = callbacks_module.CallbackList(_callbacks(callbacks, "predict"), self,
                                               {"verbose": verbose})
         progbar = _training.Progbar(steps, verbose) if verbose else None
-        out = np.empty((len(x), self._classes), np.float32)
+        out = np.empty((len(x), self._outputs), np.float32)
         hooks.call("on_predict_begin", {})
         for first, count in _training.inference_chunks(net, steps):
             for step in range(first, first + count):
@@ -527,18 +550,19 @@ class Sequential:
             for step in range(first, first + count):
                 rows = slice(step * batch_size,
                              step * batch_size + _training.batch_rows(len(x), batch_size, step))
-                hooks.call("on_predict_batch_end", step, {"outputs": out[rows]})
+                hooks.call("on_predict_batch_end", step, {"outputs": out[rows].reshape(
+                    (-1,) + self._layers[-1]._output_shape)})
                 if progbar and step + 1 < steps:
                     progbar.update(step + 1)
         hooks.call("on_predict_end", {})
         if progbar:
             progbar.update(steps, finalize=True)
-        return out
+        return out.reshape((len(x),) + self._layers[-1]._output_shape)
 
     def predict_on_batch(self, x):
         """predict() on one batch."""
         x = self._inputs(x, "predict_on_batch")
-        return self._ensure_net().predict(x)
+        return self._ensure_net().predict(x).reshape((len(x),) + self._layers[-1]._output_shape)
 
     # -- saving --------------------------------------------------------------
 

@@ -13,9 +13,12 @@ import numpy as np
 
 from fastnn import _C
 
-__all__ = ["adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward", "dropout",
+__all__ = ["activation", "activation_backward",
+           "avgpool2d", "avgpool2d_backward", "batchnorm", "batchnorm_backward",
+           "adam_update", "conv2d", "conv2d_backward", "dense", "dense_backward", "dropout",
            "gemm", "maxpool2d", "maxpool2d_backward", "relu", "relu_backward", "sgd_update",
-           "softmax", "softmax_cross_entropy"]
+           "softmax", "softmax_backward", "softmax_cross_entropy",
+           "categorical_cross_entropy", "regression_loss", "sigmoid_cross_entropy"]
 
 _MAX_WINDOW = 1 << 30  # strides and pool sizes beyond this are certainly mistakes
 _MAX_LABEL = 1 << 31   # class indices beyond this are certainly mistakes
@@ -196,15 +199,18 @@ def _pool_args(pool_size, strides):
     return ph, pw, sh, sw
 
 
-def maxpool2d(x, pool_size=(2, 2), strides=None, device="cpu"):
-    """Max over each pool window of x (N, H, W, C), padding 'valid'; strides default to pool_size."""
-    return _C.maxpool2d(_floats(x, "x"), *_pool_args(pool_size, strides), device=_device(device))
+def maxpool2d(x, pool_size=(2, 2), strides=None, padding="valid", device="cpu"):
+    """Max over each pool window of x (N, H, W, C); strides default to pool_size. 'same'
+    padding: ceil(size / stride) outputs, padded positions are never the maximum."""
+    return _C.maxpool2d(_floats(x, "x"), *_pool_args(pool_size, strides), _padding(padding),
+                        device=_device(device))
 
 
-def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None, device="cpu"):
+def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", device="cpu"):
     """dx: each output's gradient goes to the first maximum of its window (row-major)."""
     return _C.maxpool2d_backward(_floats(x, "x"), _floats(dy, "dy"),
-                                 *_pool_args(pool_size, strides), device=_device(device))
+                                 *_pool_args(pool_size, strides), _padding(padding),
+                                 device=_device(device))
 
 
 # ---- activations and loss ---------------------------------------------------------------
@@ -286,8 +292,115 @@ def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False, dev
 
 # ==== activations (element-wise, softmax's gradient) ====
 
+def _activation_args(kind, alpha, beta, gamma):
+    """kind (a str; the binding checks the name) and the three parameters as floats; NaN and
+    infinities reach the binding, whose messages name them."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be an activation's name (a str), got "
+                        f"{type(kind).__name__} {kind!r}")
+    return (kind, _real(alpha, "alpha", finite=False), _real(beta, "beta", finite=False),
+            _real(gamma, "gamma", finite=False))
+
+
+def activation(x, kind, alpha=0.0, beta=0.0, gamma=0.0, device="cpu"):
+    """y = the Keras activation named ``kind`` of x, element-wise, any shape: linear, relu,
+    relu_clipped, relu6, sigmoid, tanh, elu, selu, gelu, gelu_tanh, swish (silu),
+    leaky_relu, softplus, softsign, hard_sigmoid, hard_swish (hard_silu), exponential, mish,
+    affine. The parameters per kind are fastnn.reference's: elu and leaky_relu take alpha;
+    relu_clipped alpha = negative_slope, beta = max_value (math.inf for none), gamma =
+    threshold; affine y = x * alpha + beta."""
+    return _C.activation(_floats(x, "x"), *_activation_args(kind, alpha, beta, gamma),
+                         device=_device(device))
+
+
+def activation_backward(x, dy, kind, alpha=0.0, beta=0.0, gamma=0.0, device="cpu", *, y=None):
+    """dx = dy * activation'(x). y is the forward's output (exponential's gradient reads it):
+    pass it when you have it, as the engine does; None runs the forward kernel for it."""
+    args = _activation_args(kind, alpha, beta, gamma)
+    device = _device(device)
+    x = _floats(x, "x")
+    y = _C.activation(x, *args, device=device) if y is None else _floats(y, "y")
+    return _C.activation_backward(x, y, _floats(dy, "dy"), *args, device=device)
+
+
+def softmax_backward(y, dy, device="cpu"):
+    """dx = y * (dy - sum_j dy_j * y_j) per row: the softmax's gradient, from its output y
+    (N, C) and the upstream gradient dy (N, C)."""
+    return _C.softmax_backward(_floats(y, "y"), _floats(dy, "dy"), device=_device(device))
+
+
 
 # ==== pooling (average, 'same') and batch normalisation ====
 
+def avgpool2d(x, pool_size=(2, 2), strides=None, padding="valid", device="cpu"):
+    """Mean over each pool window of x (N, H, W, C); strides default to pool_size. 'same'
+    padding does not count the padded positions. pool_size = (H, W) is a global average pool."""
+    return _C.avgpool2d(_floats(x, "x"), *_pool_args(pool_size, strides), _padding(padding),
+                        device=_device(device))
+
+
+def avgpool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid", device="cpu"):
+    """dx: each output's gradient, divided by its window's count, to every position of the
+    window inside x (x gives the shape)."""
+    return _C.avgpool2d_backward(_floats(x, "x"), _floats(dy, "dy"),
+                                 *_pool_args(pool_size, strides), _padding(padding),
+                                 device=_device(device))
+
+
+def batchnorm(x, gamma, beta, moving_mean, moving_variance, epsilon=1e-3, momentum=0.99,
+              training=True, device="cpu"):
+    """Batch normalisation over the last axis of x (N, C) or (N, H, W, C), Keras 3's
+    BatchNormalization: (y, mean, inv_std, new_moving_mean, new_moving_variance).
+
+    training: the batch's mean and biased variance normalise x, and the moving statistics
+    come back updated (moving * momentum + batch * (1 - momentum)); otherwise the moving
+    statistics normalise x and come back unchanged, as mean and 1/sqrt(variance + epsilon)
+    too. gamma / beta may be None (scale 1 / offset 0). The inputs are not modified."""
+    epsilon, momentum = _real(epsilon, "epsilon"), _real(momentum, "momentum")
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    return _C.batchnorm(_floats(x, "x"), _optional_floats(gamma, "gamma"),
+                        _optional_floats(beta, "beta"), _floats(moving_mean, "moving_mean"),
+                        _floats(moving_variance, "moving_variance"), epsilon, momentum,
+                        _bool(training, "training"), device=_device(device))
+
+
+def batchnorm_backward(x, gamma, mean, inv_std, dy, device="cpu"):
+    """(dx, dgamma, dbeta) of training-mode batchnorm, from the mean and inv_std its
+    forward returned; gamma None means 1."""
+    return _C.batchnorm_backward(_floats(x, "x"), _optional_floats(gamma, "gamma"),
+                                 _floats(mean, "mean"), _floats(inv_std, "inv_std"),
+                                 _floats(dy, "dy"), device=_device(device))
+
+
 
 # ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====
+
+def categorical_cross_entropy(logits, targets, device="cpu"):
+    """(loss, dlogits): mean cross-entropy of softmax(logits) (N, C) against targets (N, C)
+    of any real values (one-hot, label-smoothed, soft rows), -sum_j t_j * log softmax_j per
+    row, and its gradient (softmax * sum_j t_j - t) / N."""
+    return _C.categorical_cross_entropy(_floats(logits, "logits"), _floats(targets, "targets"),
+                                        device=_device(device))
+
+
+def sigmoid_cross_entropy(logits, targets, device="cpu"):
+    """(loss, dlogits): mean binary cross-entropy of sigmoid(logits) against targets of the
+    same (any) shape, max(z, 0) - z * t + log1p(exp(-|z|)) per element, and its gradient
+    (sigmoid(z) - t) / count."""
+    return _C.sigmoid_cross_entropy(_floats(logits, "logits"), _floats(targets, "targets"),
+                                    device=_device(device))
+
+
+def regression_loss(y, targets, kind, delta=1.0, device="cpu"):
+    """(loss, dy): the mean over all elements of the Keras regression loss ``kind`` of
+    y - targets (same, any, shape): 'mean_squared_error', 'mean_absolute_error' or 'huber'
+    (with ``delta``), and its gradient wrt y (fastnn.reference.regression_loss)."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be 'mean_squared_error', 'mean_absolute_error' or 'huber', "
+                        f"got {type(kind).__name__} {kind!r}")
+    # NaN and infinities reach the binding, whose message names them.
+    return _C.regression_loss(_floats(y, "y"), _floats(targets, "targets"), kind,
+                              _real(delta, "delta", finite=False), device=_device(device))

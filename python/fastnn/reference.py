@@ -210,63 +210,80 @@ def dense_backward(x, w, dy):
 # max pooling
 # ---------------------------------------------------------------------------
 
-def _pool_geometry(x, pool_size, strides):
-    """Check pool arguments; return ((PH, PW), (sh, sw), (OH, OW))."""
+def _pool_geometry(x, pool_size, strides, padding="valid"):
+    """Check pool arguments; return ((PH, PW), (sh, sw), (OH, OW), ((top, bottom), (left, right)))
+    with the output size and padding of conv_output_size."""
     _check_ndim(x, 4, "x")
     ph, pw = _pair(pool_size, "pool_size")
     sh, sw = _pair(pool_size if strides is None else strides, "strides")
-    oh = conv_output_size(x.shape[1], ph, sh, "valid")[0]  # raises if the pool does not fit
-    ow = conv_output_size(x.shape[2], pw, sw, "valid")[0]
-    return (ph, pw), (sh, sw), (oh, ow)
+    oh, top, bottom = conv_output_size(x.shape[1], ph, sh, padding)  # raises if it does not fit
+    ow, left, right = conv_output_size(x.shape[2], pw, sw, padding)
+    return (ph, pw), (sh, sw), (oh, ow), ((top, bottom), (left, right))
 
 
-def maxpool2d(x, pool_size=(2, 2), strides=None):
-    """Max pooling with 'valid' padding (Keras MaxPooling2D).
+def _pad_spatial(a, pads, value):
+    """a (N, H, W, C) padded along H and W with `value` (a itself when pads are all 0)."""
+    if not any(pads[0] + pads[1]):
+        return a
+    return np.pad(a, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=value)
+
+
+def maxpool2d(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """Max pooling (Keras MaxPooling2D).
 
     x (N, H, W, C); strides None means strides = pool_size.
-    y[n, p, q, c] = max_{i < PH, j < PW} x[n, p*sh + i, q*sw + j, c]
-    with OH = (H - PH) // sh + 1, OW = (W - PW) // sw + 1. Returns y (N, OH, OW, C).
+    y[n, p, q, c] = max_{i < PH, j < PW} x[n, p*sh - top + i, q*sw - left + j, c]
+    over the window positions inside x: 'same' padding's positions are never the maximum.
+    OH, OW and the padding are conv_output_size's ('valid': OH = (H - PH) // sh + 1).
+    Returns y (N, OH, OW, C).
     """
     x = np.asarray(x, dtype=_compute_dtype(x))
-    (ph, pw), strides, out_size = _pool_geometry(x, pool_size, strides)
-    taps = [_tap(x, i, j, strides, out_size) for i, j in np.ndindex(ph, pw)]
+    (ph, pw), strides, out_size, pads = _pool_geometry(x, pool_size, strides, padding)
+    xpad = _pad_spatial(x, pads, -np.inf)
+    taps = [_tap(xpad, i, j, strides, out_size) for i, j in np.ndindex(ph, pw)]
     y = taps[0].copy()
     for tap in taps[1:]:
         np.maximum(y, tap, out=y)
     return y
 
 
-def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None):
+def maxpool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid"):
     """Gradient of maxpool2d.
 
     x (N, H, W, C), dy (N, OH, OW, C). Each dy[n, p, q, c] goes to the position of
     the maximum of its window; on ties, to the first maximum in row-major window
-    order (rows top to bottom, each row left to right). Where windows overlap
-    (stride < pool) the contributions add. Returns dx shaped like x.
+    order (rows top to bottom, each row left to right) among the positions inside x.
+    Where windows overlap (stride < pool) the contributions add. Returns dx shaped like x.
     """
     dtype = _compute_dtype(x, dy)
     x = np.asarray(x, dtype=dtype)
     dy = np.asarray(dy, dtype=dtype)
-    (ph, pw), strides, out_size = _pool_geometry(x, pool_size, strides)
-    y = maxpool2d(x, (ph, pw), strides)
+    (ph, pw), strides, out_size, pads = _pool_geometry(x, pool_size, strides, padding)
+    y = maxpool2d(x, (ph, pw), strides, padding)
     if dy.shape != y.shape:
         raise ValueError(f"dy must have shape {y.shape}, got {dy.shape}")
 
     # np.ndindex walks the window row-major, so the first element equal to the maximum
-    # takes the gradient and `routed` keeps every later tie out.
-    overlapping = strides[0] < ph or strides[1] < pw
-    dx = np.zeros_like(x)
+    # takes the gradient: `routed` keeps every later tie out, `inside` the padding.
+    xpad = _pad_spatial(x, pads, -np.inf)
     routed = np.zeros(y.shape, dtype=bool)
+    overlapping = strides[0] < ph or strides[1] < pw
+    dxpad = np.zeros_like(xpad)
+    inside = (None if xpad is x else
+              _pad_spatial(np.ones((1,) + x.shape[1:3] + (1,), dtype=bool), pads, False))
     for i, j in np.ndindex(ph, pw):
-        hit = _tap(x, i, j, strides, out_size) == y
+        hit = _tap(xpad, i, j, strides, out_size) == y
+        if inside is not None:
+            hit &= _tap(inside, i, j, strides, out_size)
         hit &= ~routed
         routed |= hit
-        dx_tap = _tap(dx, i, j, strides, out_size)
+        dx_tap = _tap(dxpad, i, j, strides, out_size)
         if overlapping:  # an element of several windows collects from each
             dx_tap += hit * dy
         else:            # each element is in one window at most: write, skip the add
             np.multiply(hit, dy, out=dx_tap)
-    return dx
+    (top, _), (left, _) = pads
+    return dxpad[:, top:top + x.shape[1], left:left + x.shape[2], :]
 
 
 # ---------------------------------------------------------------------------
@@ -386,9 +403,323 @@ def sgd_update(param, grad, velocity, lr=0.01, momentum=0.0, nesterov=False):
 
 
 # ==== activations (element-wise, softmax's gradient) ====
+# Keras 3's element-wise activations (keras.activations, ops.h's Act) by name, and the
+# gradient of each from x. Parameters per kind: elu alpha (Keras's default 1.0);
+# leaky_relu alpha (negative_slope; Keras's default 0.2); relu_clipped, Keras's
+# layers.ReLU, alpha = negative_slope, beta = max_value (math.inf for none), gamma =
+# threshold; affine (layers.Rescaling) y = x * alpha + beta. The others take none.
+# At a kink the gradient is one side's slope, as TensorFlow's gradients pick it: relu,
+# relu6, hard_sigmoid 0 at every kink; leaky_relu, elu, selu the left slope at 0;
+# relu_clipped alpha at x == gamma (0 for a plain ReLU) and 0 from x == beta on;
+# hard_swish 0 at -3 and 1 at 3 (the product rule of x * hard_sigmoid(x) there).
+
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_GELU_TANH_C = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _sigmoid(x):
+    """1 / (1 + e^-x) as exp(-log(1 + e^-x)): no overflow for any x."""
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def _gelu_tanh_u(x):
+    return _GELU_TANH_C * (x + _GELU_CUBIC * x ** 3)
+
+
+def _gelu_tanh_grad(x):
+    t = np.tanh(_gelu_tanh_u(x))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_TANH_C * (1 + 3 * _GELU_CUBIC * x * x)
+
+
+def _mish_grad(x):
+    t = np.tanh(np.logaddexp(0.0, x))
+    return t + x * (1 - t * t) * _sigmoid(x)
+
+
+def _tanh_grad(x):
+    """1 - tanh(x)^2 as 4e / (1 + e)^2, e = e^(-2|x|): no cancellation for large |x|."""
+    e = np.exp(-2 * np.abs(x))
+    return 4 * e / (1 + e) ** 2
+
+
+# name -> (forward, gradient), each f(x, alpha, beta, gamma).
+_ACTIVATIONS = {
+    "linear": (lambda x, a, b, g: x.copy(), lambda x, a, b, g: np.ones_like(x)),
+    "relu": (lambda x, a, b, g: np.maximum(x, 0), lambda x, a, b, g: x > 0),
+    "relu_clipped": (lambda x, a, b, g: np.where(x >= g, np.minimum(x, b), a * (x - g)),
+                     lambda x, a, b, g: np.where(x > g, x < b, a)),
+    "relu6": (lambda x, a, b, g: np.clip(x, 0, 6), lambda x, a, b, g: (x > 0) & (x < 6)),
+    "sigmoid": (lambda x, a, b, g: _sigmoid(x), lambda x, a, b, g: _sigmoid(x) * _sigmoid(-x)),
+    "tanh": (lambda x, a, b, g: np.tanh(x), lambda x, a, b, g: _tanh_grad(x)),
+    "elu": (lambda x, a, b, g: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+            lambda x, a, b, g: np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0)))),
+    "selu": (lambda x, a, b, g: _SELU_SCALE * np.where(
+                 x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+             lambda x, a, b, g: _SELU_SCALE * np.where(
+                 x > 0, 1.0, _SELU_ALPHA * np.exp(np.minimum(x, 0)))),
+    "gelu": (lambda x, a, b, g: 0.5 * x * _erfc(-x / math.sqrt(2)),
+             lambda x, a, b, g: 0.5 * _erfc(-x / math.sqrt(2))
+             + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)),
+    "gelu_tanh": (lambda x, a, b, g: 0.5 * x * (1 + np.tanh(_gelu_tanh_u(x))),
+                  lambda x, a, b, g: _gelu_tanh_grad(x)),
+    "swish": (lambda x, a, b, g: x * _sigmoid(x),
+              lambda x, a, b, g: _sigmoid(x) * (1 + x * _sigmoid(-x))),
+    "leaky_relu": (lambda x, a, b, g: np.where(x >= 0, x, a * x),
+                   lambda x, a, b, g: np.where(x > 0, 1.0, a)),
+    "softplus": (lambda x, a, b, g: np.logaddexp(0.0, x), lambda x, a, b, g: _sigmoid(x)),
+    "softsign": (lambda x, a, b, g: x / (1 + np.abs(x)),
+                 lambda x, a, b, g: 1 / (1 + np.abs(x)) ** 2),
+    "hard_sigmoid": (lambda x, a, b, g: np.clip(x + 3, 0, 6) / 6,
+                     lambda x, a, b, g: np.where((x > -3) & (x < 3), 1 / 6, 0.0)),
+    "hard_swish": (lambda x, a, b, g: x * np.clip(x + 3, 0, 6) / 6,
+                   lambda x, a, b, g: np.where(x <= -3, 0.0, np.where(x >= 3, 1.0,
+                                                                      (2 * x + 3) / 6))),
+    "exponential": (lambda x, a, b, g: np.exp(x), lambda x, a, b, g: np.exp(x)),
+    "mish": (lambda x, a, b, g: x * np.tanh(np.logaddexp(0.0, x)),
+             lambda x, a, b, g: _mish_grad(x)),
+    "affine": (lambda x, a, b, g: x * a + b, lambda x, a, b, g: np.full_like(x, a)),
+}
+_ACTIVATION_ALIASES = {"silu": "swish", "hard_silu": "hard_swish"}
+ACTIVATION_KINDS = tuple(_ACTIVATIONS) + tuple(_ACTIVATION_ALIASES)
+
+
+def _activation_pair(kind):
+    name = _ACTIVATION_ALIASES.get(kind, kind)
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, ACTIVATION_KINDS))}, "
+                         f"got {kind!r}" + (" (softmax is not element-wise: use softmax and "
+                                            "softmax_backward)" if kind == "softmax" else ""))
+    return _ACTIVATIONS[name]
+
+
+def activation(x, kind, alpha=0.0, beta=0.0, gamma=0.0):
+    """y = the element-wise activation named ``kind`` of x (the kinds and their
+    parameters: the comment above)."""
+    x = np.asarray(x, dtype=_compute_dtype(x))
+    with np.errstate(over="ignore"):  # exponential's e^x may overflow to inf, as it should
+        return np.asarray(_activation_pair(kind)[0](x, alpha, beta, gamma), dtype=x.dtype)
+
+
+def activation_backward(x, dy, kind, alpha=0.0, beta=0.0, gamma=0.0):
+    """dx = dy * activation'(x), the derivative analytic, from x alone."""
+    dtype = _compute_dtype(x, dy)
+    x = np.asarray(x, dtype=dtype)
+    with np.errstate(over="ignore"):
+        grad = np.asarray(_activation_pair(kind)[1](x, alpha, beta, gamma), dtype=dtype)
+    return np.asarray(dy, dtype=dtype) * grad
+
+
+def softmax_backward(y, dy):
+    """dx = y * (dy - sum_j dy_j * y_j) per row: the gradient of sum(softmax(z) * dy) wrt z,
+    given y = softmax(z) (N, C) and dy (N, C)."""
+    dtype = _compute_dtype(y, dy)
+    y, dy = np.asarray(y, dtype=dtype), np.asarray(dy, dtype=dtype)
+    _check_ndim(y, 2, "y")
+    if dy.shape != y.shape:
+        raise ValueError(f"dy must have the shape of y {y.shape}, got {dy.shape}")
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
 
 
 # ==== pooling (average, 'same') and batch normalisation ====
 
+# ---------------------------------------------------------------------------
+# average pooling and batch normalisation
+# ---------------------------------------------------------------------------
+
+def _pool_counts(x_shape, pool_size, strides, out_size, pads):
+    """(1, OH, OW, 1): how many of each window's positions lie inside the input."""
+    inside = _pad_spatial(np.ones((1,) + tuple(x_shape[1:3]) + (1,)), pads, 0)
+    return sum(_tap(inside, i, j, strides, out_size) for i, j in np.ndindex(*pool_size))
+
+
+def avgpool2d(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """Average pooling (Keras AveragePooling2D; GlobalAveragePooling2D is pool_size = (H, W)).
+
+    x (N, H, W, C); strides None means strides = pool_size. y[n, p, q, c] is the mean of
+    x[n, p*sh - top + i, q*sw - left + j, c] over the window positions i < PH, j < PW that
+    lie inside x: 'same' padding's positions are not counted (TensorFlow's rule).
+    Returns y (N, OH, OW, C).
+    """
+    x = np.asarray(x, dtype=_compute_dtype(x))
+    pool, strides, out_size, pads = _pool_geometry(x, pool_size, strides, padding)
+    xpad = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    total = sum(_tap(xpad, i, j, strides, out_size) for i, j in np.ndindex(*pool))
+    return total / _pool_counts(x.shape, pool, strides, out_size, pads)
+
+
+def avgpool2d_backward(x, dy, pool_size=(2, 2), strides=None, padding="valid"):
+    """Gradient of avgpool2d: each dy[n, p, q, c] / count(p, q) goes to every position of
+    its window inside x; where windows overlap the contributions add. x gives the shape.
+    Returns dx shaped like x.
+    """
+    dtype = _compute_dtype(x, dy)
+    x = np.asarray(x, dtype=dtype)
+    dy = np.asarray(dy, dtype=dtype)
+    pool, strides, out_size, pads = _pool_geometry(x, pool_size, strides, padding)
+    n, h, w, c = x.shape
+    if dy.shape != (n,) + out_size + (c,):
+        raise ValueError(f"dy must have shape {(n,) + out_size + (c,)}, got {dy.shape}")
+    share = dy / _pool_counts(x.shape, pool, strides, out_size, pads)
+    (top, bottom), (left, right) = pads
+    dxpad = np.zeros((n, h + top + bottom, w + left + right, c), dtype=dtype)
+    for i, j in np.ndindex(*pool):
+        _tap(dxpad, i, j, strides, out_size)[...] += share
+    return dxpad[:, top:top + h, left:left + w, :]
+
+
+def batchnorm_forward(x, gamma, beta, moving_mean, moving_variance, epsilon=1e-3,
+                      momentum=0.99, training=True):
+    """Batch normalisation over the last axis (Keras 3 BatchNormalization, axis=-1).
+
+    x (..., C); gamma, beta, moving_mean, moving_variance (C,); gamma None means 1,
+    beta None means 0. training: mean and var are the batch's, per channel over every
+    other axis, var the biased variance; inference: the moving ones.
+        inv_std = 1 / sqrt(var + epsilon)
+        y       = (x - mean) * inv_std * gamma + beta
+    Training updates the moving statistics (returned, the inputs are not changed):
+        new_moving = moving * momentum + batch_statistic * (1 - momentum)
+    and inference returns them unchanged.
+    Returns (y, mean, inv_std, new_moving_mean, new_moving_variance).
+    """
+    dtype = _compute_dtype(x, gamma, beta, moving_mean, moving_variance)
+    x = np.asarray(x, dtype=dtype)
+    moving_mean = np.asarray(moving_mean, dtype=dtype)
+    moving_variance = np.asarray(moving_variance, dtype=dtype)
+    if training:
+        axes = tuple(range(x.ndim - 1))
+        mean = x.mean(axis=axes)
+        var = np.square(x - mean).mean(axis=axes)  # two passes: no cancellation
+        new_mean = moving_mean * momentum + mean * (1 - momentum)
+        new_variance = moving_variance * momentum + var * (1 - momentum)
+    else:
+        mean, var = moving_mean, moving_variance
+        new_mean, new_variance = moving_mean.copy(), moving_variance.copy()
+    inv_std = 1 / np.sqrt(var + epsilon)
+    y = (x - mean) * inv_std
+    if gamma is not None:
+        y *= np.asarray(gamma, dtype=dtype)
+    if beta is not None:
+        y += np.asarray(beta, dtype=dtype)
+    return y, mean, inv_std, new_mean, new_variance
+
+
+def batchnorm_backward(x, gamma, mean, inv_std, dy):
+    """Gradients of batchnorm_forward in training (the batch statistics depend on x).
+
+    x, dy (..., C); gamma (C,) or None (1); mean, inv_std (C,) as the forward returned.
+    With xhat = (x - mean) * inv_std and rows = x.size / C:
+        dbeta  = sum dy,  dgamma = sum dy * xhat   (over every axis but the last)
+        dx     = gamma * inv_std / rows * (rows * dy - dbeta - xhat * dgamma)
+    Returns (dx, dgamma, dbeta).
+    """
+    dtype = _compute_dtype(x, gamma, mean, inv_std, dy)
+    x = np.asarray(x, dtype=dtype)
+    dy = np.asarray(dy, dtype=dtype)
+    inv_std = np.asarray(inv_std, dtype=dtype)
+    axes = tuple(range(x.ndim - 1))
+    rows = x.size // x.shape[-1]
+    xhat = (x - np.asarray(mean, dtype=dtype)) * inv_std
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    scale = inv_std if gamma is None else np.asarray(gamma, dtype=dtype) * inv_std
+    dx = scale / rows * (rows * dy - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
 
 # ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====
+
+
+def _check_targets(targets, shape):
+    if targets.shape != shape:
+        raise ValueError(f"targets must have shape {shape} (one per element), got {targets.shape}")
+
+
+def categorical_cross_entropy(logits, targets):
+    """Mean categorical cross-entropy of softmax(logits) against any real targets, and its
+    gradient.
+
+    logits (N, C), targets (N, C): one-hot, label-smoothed, soft, or rows not summing to 1.
+    loss    = mean_n sum_j t[n, j] * (logsumexp(logits[n]) - logits[n, j])
+    dlogits = (softmax(logits) * T - t) / N,   T[n] = sum_j t[n, j]
+    On z = logits - rowmax, e = exp(z), S = sum_j e_j: logsumexp(z) = log1p(others) as in
+    softmax_cross_entropy, and dlogits_j = (e_j * (T - t_j) - t_j * S_j) / (S * N) with
+    S_j = S - e_j, the sum of the other classes' e: p_j * T - t_j would cancel to nothing
+    for a confident row. Returns (loss, dlogits); loss is a 0-d scalar.
+    """
+    dtype = _compute_dtype(logits, targets)
+    logits = np.asarray(logits, dtype=dtype)
+    targets = np.asarray(targets, dtype=dtype)
+    _check_ndim(logits, 2, "logits")
+    _check_targets(targets, logits.shape)
+    n = logits.shape[0]
+    rows, top = np.arange(n), logits.argmax(axis=1)
+    z = logits - logits[rows, top][:, None]
+    e = np.exp(z)
+    rest = e.copy()
+    rest[rows, top] = 0
+    others = rest.sum(axis=1)  # S - 1, summed without the 1 so that no digit is lost
+    others_e = 1 + others[:, None] - e  # S - e_j
+    others_e[rows, top] = others
+    total = targets.sum(axis=1, keepdims=True)
+    loss = np.mean(total[:, 0] * np.log1p(others) - (targets * z).sum(axis=1))
+    dlogits = (e * (total - targets) - targets * others_e) / (1 + others[:, None]) / n
+    return loss, dlogits
+
+
+def sigmoid_cross_entropy(logits, targets):
+    """Mean binary cross-entropy of sigmoid(logits) against targets, and its gradient.
+
+    logits and targets of any one shape, count elements in all; targets any real numbers.
+    loss    = mean(max(z, 0) - z * t + log1p(exp(-|z|)))
+    dlogits = (sigmoid(z) - t) / count
+    With s = sigmoid(-|z|) = e / (1 + e), e = exp(-|z|): sigmoid(z) - t is (1 - t) - s for
+    z >= 0, else s - t, and max(z, 0) - z * t is z * (1 - t) or -z * t, so that neither
+    rounds a confident prediction's tiny value away. Returns (loss, dlogits).
+    """
+    dtype = _compute_dtype(logits, targets)
+    z = np.asarray(logits, dtype=dtype)
+    t = np.asarray(targets, dtype=dtype)
+    _check_targets(t, z.shape)
+    e = np.exp(-np.abs(z))
+    s = e / (1 + e)
+    positive = z >= 0
+    loss = np.mean(np.where(positive, z * (1 - t), -z * t) + np.log1p(e))
+    dlogits = np.where(positive, (1 - t) - s, s - t) / z.size
+    return loss, dlogits
+
+
+_REGRESSION_KINDS = ("mean_squared_error", "mean_absolute_error", "huber")
+
+
+def regression_loss(y, targets, kind, delta=1.0):
+    """Mean regression loss over all elements and its gradient wrt y, Keras 3's losses.
+
+    y and targets of any one shape, count elements in all; e = y - targets.
+    'mean_squared_error':  mean(e**2),  dy = 2 e / count
+    'mean_absolute_error': mean(|e|),   dy = sign(e) / count   (0 at e == 0)
+    'huber':               mean(|e| <= delta ? e**2 / 2 : delta * (|e| - delta / 2)),
+                           dy = (|e| <= delta ? e : delta * sign(e)) / count
+    Returns (loss, dy).
+    """
+    if kind not in _REGRESSION_KINDS:
+        raise ValueError(f"kind must be one of {_REGRESSION_KINDS}, got {kind!r}")
+    if kind == "huber" and not delta > 0:
+        raise ValueError(f"delta must be > 0, got {delta!r}")
+    dtype = _compute_dtype(y, targets)
+    y = np.asarray(y, dtype=dtype)
+    targets = np.asarray(targets, dtype=dtype)
+    _check_targets(targets, y.shape)
+    e = y - targets
+    if kind == "mean_squared_error":
+        loss, dy = np.mean(e * e), 2 * e
+    elif kind == "mean_absolute_error":
+        loss, dy = np.mean(np.abs(e)), np.sign(e)
+    else:
+        quadratic = np.abs(e) <= delta
+        loss = np.mean(np.where(quadratic, 0.5 * e * e, delta * (np.abs(e) - 0.5 * delta)))
+        dy = np.where(quadratic, e, delta * np.sign(e))
+    return loss, dy / y.size

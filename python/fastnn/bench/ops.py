@@ -350,20 +350,177 @@ def cases(batches=(BATCH,)):
 
 # ==== activations (element-wise, softmax's gradient) ====
 
+ACTIVATION_KINDS = ("sigmoid", "tanh", "gelu", "swish")  # the transcendental ones Keras users pick
+
+
+def _activation(kind, shape, backward):
+    def setup(rng, torch, device):
+        x, dy = _normal(rng, shape), _normal(rng, shape)
+        if not backward:
+            calls = {"fastnn": lambda: ops.activation(x, kind, device=device),
+                     "numpy": lambda: reference.activation(x, kind)}
+        else:
+            y = ops.activation(x, kind)  # a training step has the forward's output already
+            calls = {"fastnn": lambda: ops.activation_backward(x, dy, kind, device=device, y=y),
+                     "numpy": lambda: reference.activation_backward(x, dy, kind)}
+        if torch is not None:
+            aten, xt, dyt = torch.ops.aten, _nchw(torch, x, device), _nchw(torch, dy, device)
+            forward = {"sigmoid": torch.sigmoid, "tanh": torch.tanh,
+                       "gelu": torch.nn.functional.gelu, "swish": torch.nn.functional.silu}[kind]
+            if not backward:
+                calls["torch"] = lambda: forward(xt)
+            else:  # autograd's own backward kernels, from the output or the input as each reads
+                yt = forward(xt)
+                calls["torch"] = {"sigmoid": lambda: aten.sigmoid_backward(dyt, yt),
+                                  "tanh": lambda: aten.tanh_backward(dyt, yt),
+                                  "gelu": lambda: aten.gelu_backward(dyt, xt),
+                                  "swish": lambda: aten.silu_backward(dyt, xt)}[kind]
+        return calls
+    return Case(kind, "backward" if backward else "forward", _shape(shape), None, setup)
+
+
+def _softmax_backward(batch):
+    def setup(rng, torch, device):
+        y = reference.softmax(_normal(rng, (batch, CLASSES), 3.0)).astype(np.float32)
+        dy = _normal(rng, (batch, CLASSES))
+        calls = {"fastnn": lambda: ops.softmax_backward(y, dy, device=device),
+                 "numpy": lambda: reference.softmax_backward(y, dy)}
+        if torch is not None:
+            yt, dyt = _tensor(torch, y, device), _tensor(torch, dy, device)
+            calls["torch"] = lambda: torch.ops.aten._softmax_backward_data(dyt, yt, 1,
+                                                                          torch.float32)
+        return calls
+    return Case("softmax", "backward", _shape((batch, CLASSES)), None, setup)
+
+
 def _activation_cases(batch):
-    return []
+    shape = (batch,) + RELU
+    return ([_activation(kind, shape, backward) for kind in ACTIVATION_KINDS
+             for backward in (False, True)] + [_softmax_backward(batch)])
 
 
 # ==== pooling (average, 'same') and batch normalisation ====
 
+BATCHNORM = (26, 26, 32)       # the first conv's output, as a conv -> BN -> ReLU stack has it
+AVGPOOL = ((26, 26, 32), (2, 2))
+GLOBAL_AVGPOOL = (5, 5, 64)    # the seed CNN's last feature map, pooled whole
+BATCHNORM_EPSILON, BATCHNORM_MOMENTUM = 1e-3, 0.99  # Keras's defaults
+
+
+def _avgpool(shape, pool, backward, label=""):
+    def setup(rng, torch, device):
+        x = _normal(rng, shape)
+        if not backward:
+            calls = {"fastnn": lambda: ops.avgpool2d(x, pool, device=device),
+                     "numpy": lambda: reference.avgpool2d(x, pool)}
+        else:
+            dy = _normal(rng, reference.avgpool2d(x, pool).shape)
+            calls = {"fastnn": lambda: ops.avgpool2d_backward(x, dy, pool, device=device),
+                     "numpy": lambda: reference.avgpool2d_backward(x, dy, pool)}
+        if torch is not None:
+            xt = _nchw(torch, x, device)
+            if not backward:
+                calls["torch"] = lambda: torch.nn.functional.avg_pool2d(xt, pool)
+            else:
+                dyt = _nchw(torch, dy, device)
+                calls["torch"] = lambda: torch.ops.aten.avg_pool2d_backward(
+                    dyt, xt, list(pool), list(pool), [0, 0], False, True, None)
+        return calls
+    return Case("avgpool2d", "backward" if backward else "forward", _shape(shape) + label, None,
+                setup)
+
+
+def _batchnorm(shape, backward):
+    def setup(rng, torch, device):
+        channels = shape[-1]
+        x = _normal(rng, shape, 2.0) + np.float32(1.0)
+        gamma = _normal(rng, channels, 0.1) + np.float32(1.0)
+        beta = _normal(rng, channels, 0.1)
+        moving_mean, moving_variance = np.zeros(channels, np.float32), np.ones(channels, np.float32)
+        hyper = {"epsilon": BATCHNORM_EPSILON, "momentum": BATCHNORM_MOMENTUM}
+        if not backward:  # the training forward: batch statistics and the moving update
+            calls = {"fastnn": lambda: ops.batchnorm(x, gamma, beta, moving_mean, moving_variance,
+                                                     **hyper, device=device),
+                     "numpy": lambda: reference.batchnorm_forward(x, gamma, beta, moving_mean,
+                                                                  moving_variance, **hyper)}
+        else:
+            _, mean, inv_std, _, _ = reference.batchnorm_forward(x, gamma, beta, moving_mean,
+                                                                 moving_variance, **hyper)
+            dy = _normal(rng, shape)
+            calls = {"fastnn": lambda: ops.batchnorm_backward(x, gamma, mean, inv_std, dy,
+                                                              device=device),
+                     "numpy": lambda: reference.batchnorm_backward(x, gamma, mean, inv_std, dy)}
+        if torch is not None:
+            aten, xt = torch.ops.aten, _nchw(torch, x, device)
+            gt, bt, mt, vt = (_tensor(torch, a, device)
+                              for a in (gamma, beta, moving_mean, moving_variance))
+
+            def forward():  # torch's momentum weighs the batch: Keras's 0.99 is its 0.01
+                return aten.native_batch_norm(xt, gt, bt, mt, vt, True, 1 - BATCHNORM_MOMENTUM,
+                                              BATCHNORM_EPSILON)
+            if not backward:
+                calls["torch"] = forward
+            else:
+                _, saved_mean, saved_inv_std = forward()
+                dyt = _nchw(torch, dy, device)
+                calls["torch"] = lambda: aten.native_batch_norm_backward(
+                    dyt, xt, gt, mt, vt, saved_mean, saved_inv_std, True, BATCHNORM_EPSILON,
+                    [True, True, True])
+        return calls
+    return Case("batchnorm", "backward" if backward else "forward", _shape(shape), None, setup)
+
+
 def _pool_norm_cases(batch):
-    return []
+    return ([_avgpool((batch,) + AVGPOOL[0], AVGPOOL[1], backward) for backward in (False, True)]
+            + [_avgpool((batch,) + GLOBAL_AVGPOOL, GLOBAL_AVGPOOL[:2], backward, " global")
+               for backward in (False, True)]
+            + [_batchnorm((batch,) + BATCHNORM, backward) for backward in (False, True)])
 
 
 # ==== losses (categorical with soft targets, sigmoid cross-entropy, regression) ====
 
 def _loss_cases(batch):
-    return []
+    def case(op, shape, make_inputs, fastnn_loss, numpy_loss, torch_loss):
+        """One fused loss: value and gradient. make_inputs(rng) -> (input, targets);
+        torch_loss(torch.nn.functional) -> PyTorch's loss, its gradient by autograd, as a
+        training step gets both."""
+        def setup(rng, torch, device):
+            x, t = make_inputs(rng)
+            calls = {"fastnn": lambda: fastnn_loss(x, t, device=device),
+                     "numpy": lambda: numpy_loss(x, t)}
+            if torch is not None:
+                xt, tt = _tensor(torch, x, device), _tensor(torch, t, device)
+                loss_of = torch_loss(torch.nn.functional)
+
+                def loss_and_gradient():
+                    z = xt.detach().requires_grad_()
+                    loss = loss_of(z, tt)
+                    return loss, torch.autograd.grad(loss, z)[0]
+                calls["torch"] = loss_and_gradient
+            return calls
+        return Case(op, "fused", _shape(shape), None, setup)
+
+    wide = (batch, CLASSES)
+
+    def soft(rng):  # logits and probability rows, as label smoothing or distillation gives
+        return _normal(rng, wide, 3.0), reference.softmax(_normal(rng, wide)).astype(np.float32)
+
+    def binary(shape):
+        return lambda rng: (_normal(rng, shape, 3.0),
+                            rng.integers(0, 2, shape).astype(np.float32))
+
+    def mse(y, t, device="cpu"):
+        return ops.regression_loss(y, t, "mean_squared_error", device=device)
+    return [
+        case("categorical_xent", wide, soft, ops.categorical_cross_entropy,
+             reference.categorical_cross_entropy, lambda F: F.cross_entropy),  # probabilities
+        *(case("sigmoid_xent", shape, binary(shape), ops.sigmoid_cross_entropy,
+               reference.sigmoid_cross_entropy, lambda F: F.binary_cross_entropy_with_logits)
+          for shape in ((batch, 1), wide)),
+        case("mean_squared_error", wide, lambda rng: (_normal(rng, wide), _normal(rng, wide)),
+             mse, lambda y, t: reference.regression_loss(y, t, "mean_squared_error"),
+             lambda F: F.mse_loss),
+    ]
 
 
 # ---------------------------------------------------------------------------

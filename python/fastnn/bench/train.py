@@ -1,4 +1,5 @@
-"""``python -m fastnn bench train``: the seed CNN's training throughput in images/s.
+"""``python -m fastnn bench train``: the seed CNN's training throughput in images/s
+(``--model batchnorm``: a Keras-style BatchNorm CNN's, conv -> BN -> ReLU -> pool blocks).
 
 On the CPU (the default): fastnn through its Keras-style API (``model.fit``), the NumPy
 reference training step (``fastnn.reference_net.ReferenceNet``), and PyTorch and Keras when
@@ -53,6 +54,10 @@ def build_parser(parser=None):
                         help="cpu: fastnn's model.fit against NumPy, PyTorch and Keras on the "
                              "CPU; cuda: fastnn on the GPU against PyTorch and JAX on the GPU, "
                              "the training data resident there (default: cpu)")
+    parser.add_argument("--model", choices=tuple(MODELS), default="seed",
+                        help="seed: the seed CNN; batchnorm: two conv -> BatchNormalization -> "
+                             "ReLU -> max-pool blocks and the seed CNN's dense head (CPU only; "
+                             "default: seed)")
     parser.add_argument("--batch", type=_common.positive_int, nargs="+", default=[64],
                         help="batch sizes, e.g. --batch 64 256 1024 (default: 64)")
     # Many short rounds rather than a few long ones: on a shared machine a burst of
@@ -130,6 +135,42 @@ def _load_fashion_mnist(offline):
 
 
 # ---------------------------------------------------------------------------
+# the models: one builder over a layers module, so fastnn and Keras build the same stack
+# ---------------------------------------------------------------------------
+
+def batchnorm_cnn_layers(L):
+    """A Keras-style BatchNorm CNN: conv (no bias: BN's beta is one) -> BN -> ReLU -> pool,
+    twice, then the seed CNN's dense head (94,666 parameters, 192 of them moving
+    statistics)."""
+    return [L.Input((28, 28, 1)),
+            L.Conv2D(32, (3, 3), use_bias=False), L.BatchNormalization(), L.Activation("relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), use_bias=False), L.BatchNormalization(), L.Activation("relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"), L.Flatten(),
+            L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")]
+
+
+def seed_cnn_layers(L):
+    return [L.Input((28, 28, 1)),
+            L.Conv2D(32, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"), L.Flatten(),
+            L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")]
+
+
+MODELS = {"seed": ("the seed CNN", seed_cnn_layers),
+          "batchnorm": ("a BatchNorm CNN", batchnorm_cnn_layers)}
+
+
+def build_model(name):
+    """fastnn's model ``name`` (MODELS), uncompiled; the seed CNN as the train command builds it."""
+    if name == "seed":
+        return seed_cnn()
+    return fastnn.Sequential(MODELS[name][1](fastnn.layers))
+
+
+# ---------------------------------------------------------------------------
 # CPU contenders: setup(x, y, batch) -> train(n), one epoch over the first n images, shuffled
 # ---------------------------------------------------------------------------
 
@@ -142,15 +183,15 @@ def _fastnn_model(device="cpu", metrics=None, model=None):
     return model
 
 
-def setup_fastnn(x, y, batch):
-    model = _fastnn_model()
+def setup_fastnn(x, y, batch, model_name="seed"):
+    model = _fastnn_model(model=build_model(model_name))
     return lambda n: model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
 
 
-def setup_numpy(x, y, batch):
-    model = _fastnn_model()
-    net = ReferenceNet([layer.engine_spec() for layer in model.layers], model.input_shape[1:],
-                       model.optimizer.engine_spec())
+def setup_numpy(x, y, batch, model_name="seed"):
+    model = _fastnn_model(model=build_model(model_name))
+    net = ReferenceNet(model._engine_layers(), model.input_shape[1:],
+                       model.optimizer.engine_spec(), model._engine_loss())
     # The same Glorot-initialised start as fastnn's; all-zero weights would be a dead net.
     for param, value in zip(net.parameters(), model.get_weights()):
         param[...] = value
@@ -187,9 +228,22 @@ def torch_seed_cnn(torch, weights=None):
     return model
 
 
-def setup_torch(torch, x, y, batch):
+def torch_batchnorm_cnn(torch):
+    """batchnorm_cnn_layers in PyTorch, with Keras's BatchNormalization numbers (torch's
+    momentum is Keras's 1 - momentum)."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, bias=False), nn.BatchNorm2d(32, eps=1e-3, momentum=0.01), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64, eps=1e-3, momentum=0.01), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
+        nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def setup_torch(torch, x, y, batch, model_name="seed"):
     torch.manual_seed(0)
-    model = torch_seed_cnn(torch)
+    model = torch_seed_cnn(torch) if model_name == "seed" else torch_batchnorm_cnn(torch)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=EPSILON)
     loss_fn = torch.nn.CrossEntropyLoss()  # on logits: softmax and cross-entropy fused, as fastnn
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # NCHW, torch's own
@@ -205,14 +259,8 @@ def setup_torch(torch, x, y, batch):
     return train
 
 
-def setup_keras(keras, x, y, batch):
-    layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.Flatten(),
-        layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+def setup_keras(keras, x, y, batch, model_name="seed"):
+    model = keras.Sequential(MODELS[model_name][1](keras.layers))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE, epsilon=EPSILON),
                   loss="sparse_categorical_crossentropy")
     return lambda n: model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0)
@@ -538,6 +586,10 @@ def main_args(args):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.model != "seed" and args.device == "cuda":
+        print("error: --model batchnorm is a CPU benchmark (the GPU contenders build the seed "
+              "CNN only)", file=sys.stderr)
+        return 2
     if args.recipe:
         return _main_recipe(args, threads, out)
     if args.images is None:
@@ -546,16 +598,19 @@ def main_args(args):
         return _main_device(args, threads, out)
 
     # name -> (label, setup(x, y, batch) -> train(n))
-    contenders = {"fastnn": (f"fastnn {fastnn.__version__}", setup_fastnn),
-                  "numpy": ("NumPy reference step", setup_numpy)}
+    model_name = args.model
+    contenders = {"fastnn": (f"fastnn {fastnn.__version__}",
+                             lambda *data: setup_fastnn(*data, model_name)),
+                  "numpy": ("NumPy reference step",
+                            lambda *data: setup_numpy(*data, model_name))}
     torch, torch_skipped = _common.import_torch(threads)
     if torch is not None:
         contenders["torch"] = (f"PyTorch {torch.__version__}",
-                               lambda *data: setup_torch(torch, *data))
+                               lambda *data: setup_torch(torch, *data, model_name))
     keras, keras_skipped = import_keras(threads)
     if keras is not None:
         contenders["keras"] = (f"Keras {keras.__version__} ({keras.backend.backend()})",
-                               lambda *data: setup_keras(keras, *data))
+                               lambda *data: setup_keras(keras, *data, model_name))
     skipped = {name: why for name, why in (("torch", torch_skipped), ("keras", keras_skipped))
                if why}
 
@@ -570,8 +625,8 @@ def main_args(args):
         return 2
 
     facts = _common.machine_facts(torch)
-    params = _fastnn_model().count_params()
-    print(f"fastnn bench train: the seed CNN ({params:,} parameters), Adam, sparse categorical "
+    params = build_model(model_name).count_params()
+    print(f"fastnn bench train: {MODELS[model_name][0]} ({params:,} parameters), Adam, sparse categorical "
           f"cross-entropy, on {data} images; {args.rounds} round(s), median images/s", file=out)
     _common.print_machine(facts, out)
     for name, why in skipped.items():
@@ -584,7 +639,7 @@ def main_args(args):
 
     if args.json:
         _common.write_json(args.json, {
-            "benchmark": "train", "model": "seed CNN", "parameters": params, "data": data,
+            "benchmark": "train", "model": MODELS[model_name][0], "parameters": params, "data": data,
             "rounds": args.rounds, "machine": facts, "results": results, "skipped": skipped})
     return 0
 
