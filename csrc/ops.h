@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "augment.h"
+
 namespace fastnn {
 
 // How a kernel may run. On the CPU: the threads it may use; on the GPU: the stream it
@@ -194,6 +196,10 @@ static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i
   X(avgpool2d_forward, (const Pool2dGeometry& g, const float* x, float* y, const Exec& ex))  \
   X(avgpool2d_backward, (const Pool2dGeometry& g, const float* dy, float* dx,               \
                          const Exec& ex))                                                  \
+  /* augment.h: training draws each image's transform from s.stream; inference is the     \
+     identity (y = x) except RandomCrop's center crop and resize */                       \
+  X(augment, (const AugmentStep& s, const float* x, float* y, bool training,               \
+              const Exec& ex))                                                             \
   X(relu_forward, (int64_t count, const float* x, float* y, const Exec& ex))               \
   X(relu_backward, (int64_t count, const float* x, const float* dy, float* dx,             \
                     const Exec& ex))                                                       \
@@ -222,6 +228,14 @@ static inline FASTNN_HOST_DEVICE uint64_t shuffle_index(uint64_t key, uint64_t i
   X(batchnorm_inference, (const BatchNormGeometry& g, const float* x, const float* gamma,  \
                           const float* beta, const float* moving_mean,                     \
                           const float* moving_variance, float* y, const Exec& ex))         \
+  /* batch norm at inference folded into the conv or dense layer before it: with s =      \
+     gamma/sqrt(moving_variance + epsilon) per channel, folded_kernel = kernel·s (kernel   \
+     g.rows × g.channels, the channel last) and folded_bias = (bias − moving_mean)·s +    \
+     beta; bias, gamma, beta may be null (0, 1, 0) */                                      \
+  X(batchnorm_fold, (const BatchNormGeometry& g, const float* kernel, const float* bias,   \
+                     const float* gamma, const float* beta, const float* moving_mean,      \
+                     const float* moving_variance, float* folded_kernel,                   \
+                     float* folded_bias, const Exec& ex))                                  \
   /* dgamma, dbeta, dx: each may be null (not wanted) */                                   \
   X(batchnorm_backward, (const BatchNormGeometry& g, const float* x, const float* gamma,   \
                          const float* mean, const float* inv_std, const float* dy,         \

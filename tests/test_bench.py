@@ -55,11 +55,12 @@ def test_ops_covers_every_op(tmp_path, restore_runtime):
               for d in ("forward", "backward")} | {("softmax", "backward")}
     losses = {("categorical_xent", "fused"), ("sigmoid_xent", "fused"),
               ("mean_squared_error", "fused")}
+    augment = {("augment_rotation", "forward"), ("augment_contrast", "forward")}
     assert names == {(op, d) for op in ("conv2d", "maxpool2d", "dense", "relu")
                      for d in ("forward", "backward")} | {
         ("softmax_xent", "fused"), ("adam_update", "update"), ("gemm", "forward")} | newer | \
-        layers | losses
-    assert len(report["results"]) == 19 + len(newer) + 19
+        layers | losses | augment
+    assert len(report["results"]) == 19 + len(newer) + 19 + len(augment)
     contenders = {"fastnn", "numpy"} | (OPTIONAL & {"torch"})
     for result in report["results"]:
         assert set(result["ms"]) == contenders and min(result["ms"].values()) > 0

@@ -180,3 +180,75 @@ def test_heads_and_losses_that_cannot_train_are_refused_at_compile():
     with pytest.raises(NotImplementedError, match="binary and categorical accuracy"):
         model.compile(optimizer="adam", loss="mse", metrics=["binary_accuracy",
                                                               "categorical_accuracy"])
+
+
+# ---- augmentation ------------------------------------------------------------------------
+
+def augmenting_model(seed=None):
+    return models.Sequential([
+        layers.Input((10, 10, 3)), layers.RandomFlip(seed=seed), layers.RandomRotation(0.2),
+        layers.RandomZoom((-0.2, 0.1)), layers.RandomTranslation(0.1, 0.2, fill_mode="constant"),
+        layers.RandomContrast(0.3, value_range=(0, 1)), layers.RandomCrop(8, 8),
+        layers.Conv2D(4, 3, activation="relu"), layers.Flatten(), layers.Dense(4, activation="softmax")])
+
+
+def trained_weights(seed, layer_seed=None):
+    utils.set_random_seed(seed)
+    model = augmenting_model(layer_seed)
+    fit_once(model, IMAGES, LABELS, "sparse_categorical_crossentropy")
+    return model
+
+
+def test_augmentation_is_seeded_and_deterministic():
+    a, b = trained_weights(3), trained_weights(3)
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    c = trained_weights(3, layer_seed=7)  # the flip's own seed: other coins
+    assert not all(np.array_equal(x, y) for x, y in zip(a.get_weights(), c.get_weights()))
+
+
+def test_augmentation_is_the_identity_at_inference_but_the_crop():
+    model = models.Sequential([layers.Input((10, 10, 3)), layers.RandomFlip(),
+                               layers.RandomRotation(0.5), layers.RandomContrast(0.5)])
+    np.testing.assert_array_equal(model.predict(IMAGES, verbose=0), IMAGES)
+    crop = models.Sequential([layers.Input((10, 10, 3)), layers.RandomCrop(10, 10)])
+    np.testing.assert_allclose(crop.predict(IMAGES, verbose=0), IMAGES, rtol=1e-6, atol=1e-6)
+    assert models.Sequential([layers.Input((10, 10, 3)),
+                              layers.RandomCrop(6, 4)]).predict(IMAGES, verbose=0).shape == (24, 6, 4, 3)
+
+
+def test_augmentation_goes_before_the_layers_with_weights():
+    model = models.Sequential([layers.Input((10, 10, 3)), layers.Conv2D(2, 3),
+                               layers.RandomFlip(), layers.Flatten(), layers.Dense(2)])
+    with pytest.raises(ValueError, match="before every layer with weights"):
+        model.compile(optimizer="adam", loss="mse")
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: layers.RandomFlip("diagonal"), ["mode", "'horizontal'"]),
+    (lambda: layers.RandomRotation(0.1, fill_mode="mirror"), ["fill_mode", "'reflect'"]),
+    (lambda: layers.RandomZoom(0.1, interpolation="bicubic"), ["interpolation", "'bilinear'"]),
+    (lambda: layers.RandomTranslation((0.2, 0.1), 0.1), ["height_factor", "above"]),
+    (lambda: layers.RandomContrast(1.5), ["factor", "[0.0, 1.0]"]),
+    (lambda: layers.RandomCrop(0, 4), ["height", "positive"]),
+    (lambda: layers.RandomFlip(seed=-1), ["seed"]),
+])
+def test_augmentation_arguments_are_checked(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(fastnn.build_info()["cuda_devices"] == 0, reason="no CUDA GPU in this process")
+def test_augmentation_trains_alike_on_both_engines():
+    trained = {}
+    for device in ("cpu", "cuda"):
+        utils.set_random_seed(5)
+        model = augmenting_model()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", device=device)
+        model.fit(IMAGES, LABELS, epochs=2, batch_size=8, verbose=0)
+        trained[device] = model.get_weights()
+    for a, b in zip(trained["cpu"], trained["cuda"]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)

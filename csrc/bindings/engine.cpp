@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "bindings/activation_names.h"
+#include "bindings/augment_dict.h"
 #include "bindings/arrays.h"
 #include "engine/net.h"
 #ifdef FASTNN_WITH_CUDA
@@ -93,6 +94,16 @@ LayerSpec parse_layer(const py::dict& d, size_t index) {
     spec.rate = field<double>(d, "rate", where);
   } else if (type == "activation") {
     spec.kind = Kind::Activation;
+  } else if (type == "augment") {
+    spec.kind = Kind::Augment;
+    spec.augment = parse_augment(d, where);
+    if (spec.augment.mode == AugmentStep::Mode::Crop) {
+      spec.shape = field<std::vector<int64_t>>(d, "crop", where);
+    }
+    if (d.contains("seed") && !d["seed"].is_none()) {
+      spec.has_seed = true;
+      spec.seed = field<uint64_t>(d, "seed", where);
+    }
   } else if (type == "batchnorm") {
     spec.kind = Kind::BatchNorm;
     spec.epsilon = field<double>(d, "epsilon", where);
@@ -101,7 +112,7 @@ LayerSpec parse_layer(const py::dict& d, size_t index) {
     spec.scale = field<bool>(d, "scale", where);
   } else {
     fail("layer ", index, ": unknown type '", type, "' (expected conv2d, maxpool2d, avgpool2d, flatten, "
-         "reshape, dense, dropout, activation or batchnorm)");
+         "reshape, dense, dropout, activation, batchnorm or augment)");
   }
   return spec;
 }

@@ -24,6 +24,7 @@ void bind_ops(py::module_& m);
 void bind_activation_ops(py::module_& m);  // ops_activation.cpp
 void bind_pool_norm_ops(py::module_& m);   // ops_pool_norm.cpp
 void bind_loss_ops(py::module_& m);        // ops_loss.cpp
+void bind_augment_ops(py::module_& m);     // ops_augment.cpp
 void bind_engines(py::module_& m);
 
 namespace {
@@ -90,5 +91,6 @@ PYBIND11_MODULE(_C, m) {
   bindings::bind_activation_ops(m);
   bindings::bind_pool_norm_ops(m);
   bindings::bind_loss_ops(m);
+  bindings::bind_augment_ops(m);
   bindings::bind_engines(m);
 }

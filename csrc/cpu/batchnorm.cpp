@@ -233,6 +233,22 @@ void batchnorm_inference(const BatchNormGeometry& g, const float* x, const float
   });
 }
 
+// The scale is formed as batchnorm_inference forms it (in double, rounded once), so a
+// folded layer differs from the unfolded pair only by the rounding of two products.
+void batchnorm_fold(const BatchNormGeometry& g, const float* kernel, const float* bias,
+                    const float* gamma, const float* beta, const float* moving_mean,
+                    const float* moving_variance, float* folded_kernel, float* folded_bias,
+                    const Exec&) {
+  for (int64_t ch = 0; ch < g.channels; ++ch) {
+    const double gain = gamma ? gamma[ch] : 1.0;
+    const float scale = static_cast<float>(gain / std::sqrt(moving_variance[ch] + g.epsilon));
+    for (int64_t r = 0; r < g.rows; ++r) {
+      folded_kernel[r * g.channels + ch] = kernel[r * g.channels + ch] * scale;
+    }
+    folded_bias[ch] = ((bias ? bias[ch] : 0.0f) - moving_mean[ch]) * scale + (beta ? beta[ch] : 0.0f);
+  }
+}
+
 // dbeta = Σ dy, dgamma = inv_std·Σ dy·(x − mean) (block sums in double, merged in block
 // order), then dx = gamma·inv_std·(dy − dbeta/rows − xhat·dgamma/rows).
 void batchnorm_backward(const BatchNormGeometry& g, const float* x, const float* gamma,

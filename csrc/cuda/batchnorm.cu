@@ -259,6 +259,42 @@ void batchnorm_inference(const BatchNormGeometry& g, const float* x, const float
   check_launch("batchnorm inference_kernel");
 }
 
+namespace {
+
+// One thread per kernel element (and the first g.channels threads also the bias), with
+// the CPU's scale: gamma / sqrt(moving_variance + epsilon) in double, rounded once.
+__global__ void fold_kernel(BatchNormGeometry g, const float* kernel, const float* bias,
+                            const float* gamma, const float* beta, const float* moving_mean,
+                            const float* moving_variance, float* folded_kernel,
+                            float* folded_bias) {
+  const int64_t count = g.rows * g.channels;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += stride) {
+    const int64_t ch = i % g.channels;
+    const double gain = gamma ? gamma[ch] : 1.0;
+    const float scale = static_cast<float>(gain / sqrt(moving_variance[ch] + g.epsilon));
+    folded_kernel[i] = kernel[i] * scale;
+    if (i < g.channels) {
+      folded_bias[ch] = ((bias ? bias[ch] : 0.0f) - moving_mean[ch]) * scale + (beta ? beta[ch] : 0.0f);
+    }
+  }
+}
+
+}  // namespace
+
+void batchnorm_fold(const BatchNormGeometry& g, const float* kernel, const float* bias,
+                    const float* gamma, const float* beta, const float* moving_mean,
+                    const float* moving_variance, float* folded_kernel, float* folded_bias,
+                    const Exec& ex) {
+  const int64_t count = g.rows * g.channels;
+  if (count <= 0) return;
+  const int blocks = static_cast<int>(std::min<int64_t>((count + 255) / 256, 4096));
+  fold_kernel<<<blocks, 256, 0, stream_of(ex)>>>(g, kernel, bias, gamma, beta, moving_mean,
+                                                 moving_variance, folded_kernel, folded_bias);
+  check_launch("batchnorm fold_kernel");
+}
+
 void batchnorm_backward(const BatchNormGeometry& g, const float* x, const float* gamma,
                         const float* mean, const float* inv_std, const float* dy, float* dx,
                         float* dgamma, float* dbeta, const Exec& ex) {

@@ -67,6 +67,11 @@ void dropout_backward_resident(int64_t count, const float* dy, float* dx, uint32
                                float scale, uint64_t layer_stream, const TrainState* state,
                                cudaStream_t stream);
 
+// augment.cu (cont.) — the training-time augmentation with the coins of stream
+// splitmix64(s.stream + iteration), the iteration read from TrainState (as dropout's).
+void augment_resident(const AugmentStep& s, const float* x, float* y, const TrainState* state,
+                      cudaStream_t stream);
+
 // softmax_xent.cu (cont.) — row-wise softmax (or a copy, for logits) of `rows` rows into
 // state->outputs at the current step's rows.
 void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,

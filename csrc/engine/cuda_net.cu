@@ -124,6 +124,7 @@ struct CudaNet::Impl {
   std::vector<DeviceBuffer<float>> outputs;   // per layer; empty where a layer aliases
   std::vector<DeviceBuffer<float>> pre;       // per layer that keeps_pre
   std::vector<DeviceBuffer<float>> stats;     // per batch norm: mean, inv_std
+  std::vector<DeviceBuffer<float>> folded;    // per layer that folds_norm: kernel, bias
   std::vector<DeviceBuffer<int32_t>> argmax;  // per max-pool layer
   DeviceBuffer<float> batch_x, grad_a, grad_b, workspace, scratch_bias;
   DeviceBuffer<float> batch_targets;
@@ -242,6 +243,7 @@ void CudaNet::Impl::reserve(int64_t rows) {
   outputs.clear();
   pre.clear();
   stats.clear();
+  folded.clear();
   argmax.clear();
   for (const PlannedLayer& layer : plan.layers) {
     const Kind kind = layer.spec.kind;
@@ -250,6 +252,7 @@ void CudaNet::Impl::reserve(int64_t rows) {
     outputs.emplace_back(aliases ? 0 : rows * layer.out_size);
     pre.emplace_back(layer.keeps_pre ? rows * layer.out_size : 0);
     stats.emplace_back(kind == Kind::BatchNorm ? 2 * layer.channels() : 0);
+    folded.emplace_back(layer.folds_norm ? (kernel_rows(layer) + 1) * layer.spec.units : 0);
     argmax.emplace_back(kind == Kind::MaxPool2d ? rows * layer.out_size : 0);
   }
   batch_x = DeviceBuffer<float>(rows * sample);
@@ -295,6 +298,7 @@ struct CudaNet::Impl::Hooks {
 
   float* output(size_t i) { return m.outputs[i].data(); }
   float* pre(size_t i) { return m.pre[i].data(); }
+  float* folded(size_t i) { return m.folded[i].data(); }
   float* mean(size_t i) { return m.stats[i].data(); }
   float* inv_std(size_t i) { return m.stats[i].data() + m.plan.layers[i].channels(); }
   int32_t* argmax(size_t i) { return m.argmax[i].data(); }
@@ -315,6 +319,11 @@ struct CudaNet::Impl::Hooks {
     dropout(i, in, y, n, true);
   }
   void dropout_backward(size_t i, float* d, int64_t n, const Exec&) { dropout(i, d, d, n, false); }
+  // The coins' stream gets the iteration on the device, as dropout's.
+  void augment(size_t i, const float* in, float* y, int64_t n, const Exec&) {
+    cuda::augment_resident(augment_step(m.plan.layers[i], n, m.seed, i), in, y,
+                           m.train_state.data(), m.stream);
+  }
   void begin() {}
   void forward_done(size_t) {}
   void backward_done(size_t) {}

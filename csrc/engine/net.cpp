@@ -166,6 +166,7 @@ void Net::reserve(int64_t n, int threads) {
       if (layer.spec.kind == Kind::Dropout) layer.mask.resize(n * layer.out_size);
       if (layer.spec.kind == Kind::MaxPool2d) layer.argmax.resize(n * layer.out_size);
       if (layer.spec.kind == Kind::BatchNorm) layer.stats.resize(2 * layer.channels());
+      if (layer.folds_norm) layer.folded.resize((kernel_rows(layer) + 1) * layer.spec.units);
     }
     grad_a_.resize(n * widest);
     grad_b_.resize(n * widest);
@@ -205,6 +206,7 @@ struct Net::Hooks {
   Layer& layer(size_t i) { return net.layers_[i]; }
   float* output(size_t i) { return layer(i).out_buffer.data(); }
   float* pre(size_t i) { return layer(i).pre.data(); }
+  float* folded(size_t i) { return layer(i).folded.data(); }
   float* mean(size_t i) { return layer(i).stats.data(); }
   float* inv_std(size_t i) { return layer(i).stats.data() + layer(i).channels(); }
   int32_t* argmax(size_t i) { return layer(i).argmax.data(); }
@@ -232,6 +234,9 @@ struct Net::Hooks {
     parallel_for_blocks(n * layer(i).out_size, 16384, ex.threads, [=](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) d[j] *= mask[j];
     });
+  }
+  void augment(size_t i, const float* in, float* y, int64_t n, const Exec& ex) {
+    cpu_kernels().augment(augment_step(layer(i), n, net.seed, i, net.iterations), in, y, true, ex);
   }
   void begin() { start = std::chrono::steady_clock::now(); }
   void forward_done(size_t i) { net.timings_.forward[i] += seconds_since(start); }

@@ -81,6 +81,7 @@ class Net {
     const float* out = nullptr;                // this batch's output (post-activation)
     AlignedBuffer out_buffer, mask;            // own output; dropout's mask
     AlignedBuffer pre, stats;                  // pre-activation; batch norm's mean, inv_std
+    AlignedBuffer folded;                      // kernel and bias with the next norm folded in
     std::vector<int32_t> argmax;               // max-pooling's
   };
 

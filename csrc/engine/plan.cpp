@@ -24,6 +24,7 @@ const char* kind_name(LayerSpec::Kind kind) {
     case LayerSpec::Kind::Dropout: return "dropout";
     case LayerSpec::Kind::Activation: return "activation";
     case LayerSpec::Kind::BatchNorm: return "batchnorm";
+    case LayerSpec::Kind::Augment: return "augment";
   }
   return "?";
 }
@@ -130,6 +131,23 @@ Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
         break;
       case Kind::Activation:
         break;
+      case Kind::Augment:
+        if (shape.size() != 3) {
+          fail(where, " needs a per-sample input of shape (height, width, channels), got ",
+               shape_str(shape));
+        }
+        if (parameter_count > 0 || !slots.empty()) {
+          fail(where, ": an augmentation layer must come before every layer with weights "
+               "(it passes no gradient back), as in Keras models that augment their input");
+        }
+        if (spec.augment.mode == AugmentStep::Mode::Crop) {
+          if (spec.shape.size() != 2 || spec.shape[0] < 1 || spec.shape[1] < 1) {
+            fail(where, ": a crop needs (height, width) >= 1, got ", shape_str(spec.shape));
+          }
+          shape = {spec.shape[0], spec.shape[1], shape[2]};
+        }
+        backward_stop = i + 1;
+        break;
       case Kind::BatchNorm: {
         if (!(spec.epsilon > 0.0)) fail(where, ": epsilon must be > 0, got ", spec.epsilon);
         if (!(spec.momentum >= 0.0 && spec.momentum <= 1.0)) {
@@ -196,6 +214,15 @@ Plan::Plan(std::vector<LayerSpec> specs, std::vector<int64_t> input_shape_in,
   if (!std::isfinite(optimizer.learning_rate)) {
     fail("learning_rate must be finite, got ", optimizer.learning_rate);
   }
+  for (size_t i = 0; i + 1 < layers.size(); ++i) {
+    const LayerSpec& op = layers[i].spec;
+    const LayerSpec& norm = layers[i + 1].spec;
+    layers[i].folds_norm = (op.kind == Kind::Conv2d || op.kind == Kind::Dense) &&
+                           op.activation.kind == Act::Linear && norm.kind == Kind::BatchNorm &&
+                           (norm.activation.kind == Act::Linear ||
+                            norm.activation.kind == Act::Relu) &&
+                           !layers[i + 1].fused_head;
+  }
   // The CPU's fused conv + max-pool runs the conv's ReLU (or none) only.
   for (size_t i = 0; i + 1 < layers.size(); ++i) {
     const Act act = layers[i].spec.activation.kind;
@@ -244,6 +271,11 @@ Pool2dGeometry pool_geometry(const PlannedLayer& layer, int64_t n) {
   conv_output_size(g.h, g.pool_h, g.stride_h, layer.spec.same, &g.oh, &g.pad_top);
   conv_output_size(g.w, g.pool_w, g.stride_w, layer.spec.same, &g.ow, &g.pad_left);
   return g;
+}
+
+int64_t kernel_rows(const PlannedLayer& layer) {
+  return layer.spec.kind == LayerSpec::Kind::Conv2d ? conv_geometry(layer, 1).patch()
+                                                    : layer.in_shape.back();
 }
 
 BatchNormGeometry batchnorm_geometry(const PlannedLayer& norm, int64_t n) {
@@ -295,6 +327,22 @@ AdamStep adam_step(const OptimizerSpec& optimizer, double learning_rate, int64_t
 
 uint64_t dropout_layer_stream(uint64_t seed, size_t layer_index) {
   return splitmix64(seed) + (static_cast<uint64_t>(layer_index) << 40);
+}
+
+AugmentStep augment_step(const PlannedLayer& layer, int64_t n, uint64_t model_seed,
+                         size_t layer_index) {
+  AugmentStep s = layer.spec.augment;
+  s.n = n, s.h = layer.in_shape[0], s.w = layer.in_shape[1], s.c = layer.in_shape[2];
+  s.oh = layer.out_shape[0], s.ow = layer.out_shape[1];
+  s.stream = dropout_layer_stream(layer.spec.has_seed ? layer.spec.seed : model_seed, layer_index);
+  return s;
+}
+
+AugmentStep augment_step(const PlannedLayer& layer, int64_t n, uint64_t model_seed,
+                         size_t layer_index, int64_t iteration) {
+  AugmentStep s = augment_step(layer, n, model_seed, layer_index);
+  s.stream = splitmix64(s.stream + static_cast<uint64_t>(iteration));
+  return s;
 }
 
 DropoutStep dropout_step(double rate, uint64_t seed, size_t layer_index, int64_t iteration) {

@@ -18,7 +18,7 @@ namespace fastnn {
 // so one walk serves both (walk.h). Conv2d and Dense run a ReLU fused into their kernel.
 struct LayerSpec {
   enum class Kind {
-    Conv2d, MaxPool2d, AvgPool2d, Reshape, Dense, Dropout, Activation, BatchNorm
+    Conv2d, MaxPool2d, AvgPool2d, Reshape, Dense, Dropout, Activation, BatchNorm, Augment
   } kind;
   int64_t units = 0;                // conv filters or dense units
   int64_t kh = 1, kw = 1;           // conv kernel or pool window
@@ -31,6 +31,11 @@ struct LayerSpec {
   // batch normalisation over the last axis; center = beta, scale = gamma
   double epsilon = 1e-3, momentum = 0.99;
   bool center = true, scale = true;
+  // augmentation (augment.h): its kind and numbers; `shape` holds a crop's (height, width);
+  // its coins come from its own seed when it has one, else from the model's (as dropout's)
+  AugmentStep augment;
+  bool has_seed = false;
+  uint64_t seed = 0;
 };
 
 // The loss the engine trains on, and what it counts as correct. Targets are floats per
@@ -79,6 +84,9 @@ struct PlannedLayer {
   int64_t moving_mean = -1, moving_variance = -1;  // batch norm
   // A conv whose output only the max-pool after it reads: the engines may run them fused.
   bool pooled = false;
+  // A conv or dense layer (no activation) whose batch norm after it (with no activation
+  // or a ReLU) runs folded into it at inference: one pass, the ReLU in the epilogue.
+  bool folds_norm = false;
   // Keeps its pre-activation values (the activation's backward needs them): an
   // activation other than linear and a fused ReLU on a layer that has an operation.
   bool keeps_pre = false;
@@ -98,6 +106,9 @@ struct Plan {
   std::vector<int64_t> input_shape;
   OptimizerSpec optimizer;
   LossSpec loss;
+  // The backward pass stops above this layer: the last augmentation, which has no
+  // gradient (nothing before it may have weights), or 0.
+  size_t backward_stop = 0;
   std::vector<ParameterSlot> slots;
   int64_t parameter_count = 0;
   int64_t trainable_count = 0;  // the trainable parameters come first in the buffer
@@ -114,6 +125,8 @@ const char* kind_name(LayerSpec::Kind kind);
 Conv2dGeometry conv_geometry(const PlannedLayer& conv, int64_t n);
 Pool2dGeometry pool_geometry(const PlannedLayer& pool, int64_t n);
 BatchNormGeometry batchnorm_geometry(const PlannedLayer& norm, int64_t n);
+// A conv's or dense layer's kernel as a matrix: its rows (kh·kw·cin, or features) by units.
+int64_t kernel_rows(const PlannedLayer& layer);
 
 // A Dense layer's three GEMMs over n samples (w: its kernel, features × units; a sample
 // of more than one axis is rows(n) rows of its last axis, as Keras's Dense):
@@ -132,6 +145,12 @@ AdamStep adam_step(const OptimizerSpec& optimizer, double learning_rate, int64_t
 // The dropout coins of layer `layer_index` at optimizer step `iteration` (CONTRACT.md).
 uint64_t dropout_layer_stream(uint64_t seed, size_t layer_index);  // before the iteration
 DropoutStep dropout_step(double rate, uint64_t seed, size_t layer_index, int64_t iteration);
+// An augmentation layer's step for n images: its geometry, and its coins' stream before
+// the iteration (the GPU adds the iteration on the device) or, with `iteration`, after.
+AugmentStep augment_step(const PlannedLayer& layer, int64_t n, uint64_t model_seed,
+                         size_t layer_index);
+AugmentStep augment_step(const PlannedLayer& layer, int64_t n, uint64_t model_seed,
+                         size_t layer_index, int64_t iteration);
 
 // The batches of one epoch over `samples` samples: step s covers positions
 // [s·batch, min((s+1)·batch, samples)) of the epoch's order; the last may be short.

@@ -5,12 +5,15 @@
 //   output(i), pre(i), argmax(i)  layer i's own output, pre-activation (keeps_pre) and
 //                               max-pool argmax buffers;
 //   mean(i), inv_std(i)         a batch norm's statistics of this step (for its backward);
+//   folded(i)                   room for layer i's kernel and bias with the batch norm after
+//                               it folded in (folds_norm, at inference);
 //   out(i), set_out(i, p)       this step's output of layer i (its buffer or an alias);
 //   fused(i), fused_forward(i, in, n, ex), fused_backward(i, in, dy, dx, n, ex)
 //                               layer i (a conv) and i + 1 (its max-pool) run as one
 //                               (the CPU's chunked pair; the GPU fuses nothing);
 //   dropout_forward(i, in, y, n, ex), dropout_backward(i, d, n, ex)
 //                               the engine's coins (a stored mask, or recomputed on the GPU);
+//   augment(i, in, y, n, ex)    a training step's augmentation, with the engine's coins;
 //   begin(), forward_done(i), backward_done(i)    per-layer timing (the CPU's).
 // Backward: two ping-pong gradient buffers; an activation's gradient is taken in place; a
 // ReLU is undone by masking with the layer's output (relu(z) > 0 exactly when z > 0),
@@ -60,6 +63,41 @@ inline void activation_forward(const PlannedLayer& layer, const Kernels& k, cons
   }
 }
 
+// Inference of conv/dense layer i and the batch norm i + 1 as one layer: the kernel and
+// bias scaled by the norm's moving statistics, the norm's ReLU in the epilogue, straight
+// into the norm's output.
+template <class Hooks>
+const float* folded_forward(const Plan& plan, const Kernels& k, const Exec& ex,
+                            const StepBuffers& b, const float* in, int64_t n, size_t i,
+                            Hooks& h) {
+  const PlannedLayer& layer = plan.layers[i];
+  const PlannedLayer& norm = plan.layers[i + 1];
+  h.begin();
+  BatchNormGeometry g{};
+  g.channels = layer.spec.units;
+  g.rows = kernel_rows(layer);
+  g.epsilon = static_cast<float>(norm.spec.epsilon);
+  float* kernel = h.folded(i);  // kernel_rows × units, then units of bias
+  float* bias = kernel + g.rows * g.channels;
+  auto param = [&](int64_t offset) { return offset >= 0 ? b.params + offset : nullptr; };
+  k.batchnorm_fold(g, b.params + layer.kernel, param(layer.bias), param(norm.kernel),
+                   param(norm.bias), b.params + norm.moving_mean, b.params + norm.moving_variance,
+                   kernel, bias, ex);
+  float* y = h.output(i + 1);
+  const bool relu = norm.spec.activation.kind == Act::Relu;
+  if (layer.spec.kind == LayerSpec::Kind::Conv2d) {
+    k.conv2d_forward(conv_geometry(layer, n), in, kernel, bias, relu, y, ex);
+  } else {
+    Gemm mm = dense_forward_gemm(layer, n, in, kernel, bias, y);
+    mm.relu = relu;
+    k.gemm(mm, ex);
+  }
+  h.set_out(i, y);
+  h.set_out(i + 1, y);
+  h.forward_done(i);
+  return y;
+}
+
 // Runs the layers on the batch x of n samples; returns the last layer's output.
 template <class Hooks>
 const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
@@ -73,6 +111,11 @@ const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
     if (h.fused(i)) {
       h.fused_forward(i, in, n, ex);
       in = h.out(++i);
+      continue;
+    }
+    if (!training && layer.folds_norm) {  // the batch norm after it, folded in
+      in = folded_forward(plan, k, ex, b, in, n, i, h);
+      ++i;
       continue;
     }
     h.begin();
@@ -107,6 +150,15 @@ const float* forward_walk(const Plan& plan, const Kernels& k, const Exec& ex,
       case Kind::Activation:
         z = const_cast<float*>(in);
         if (spec.activation.kind == Act::Linear) y = z;
+        break;
+      case Kind::Augment:
+        if (training) {
+          h.augment(i, in, y, n, ex);
+        } else if (spec.augment.mode == AugmentStep::Mode::Crop) {
+          k.augment(augment_step(layer, n, 0, i), in, y, false, ex);  // the center crop
+        } else {
+          y = z = const_cast<float*>(in);  // the identity outside training
+        }
         break;
       case Kind::BatchNorm: {
         const BatchNormGeometry g = batchnorm_geometry(layer, n);
@@ -174,16 +226,16 @@ void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const Ste
   using Kind = LayerSpec::Kind;
   float* d = b.grad_a;     // gradient of the loss wrt the current layer's output
   bool relu_done = false;  // a max-pool above already masked d by this layer's ReLU
-  for (size_t i = plan.layers.size(); i-- > 0;) {
+  for (size_t i = plan.layers.size(); i-- > plan.backward_stop;) {
     const PlannedLayer& layer = plan.layers[i];
     const LayerSpec& spec = layer.spec;
     const float* in = i == 0 ? x : h.out(i - 1);
-    const bool need_dx = i > 0;
+    const bool need_dx = i > plan.backward_stop;
     const bool input_from_relu = i > 0 && plan.layers[i - 1].spec.activation.kind == Act::Relu;
     float* other = d == b.grad_a ? b.grad_b : b.grad_a;
-    if (spec.kind == Kind::MaxPool2d && i > 0 && h.fused(i - 1)) {
+    if (spec.kind == Kind::MaxPool2d && i > plan.backward_stop && h.fused(i - 1)) {
       const float* conv_in = i == 1 ? x : h.out(i - 2);
-      h.fused_backward(i - 1, conv_in, d, i > 1 ? other : nullptr, n, ex);
+      h.fused_backward(i - 1, conv_in, d, i - 1 > plan.backward_stop ? other : nullptr, n, ex);
       d = other;
       relu_done = false;
       --i;
@@ -227,6 +279,7 @@ void backward_walk(const Plan& plan, const Kernels& k, const Exec& ex, const Ste
         break;
       case Kind::Reshape:
       case Kind::Activation:
+      case Kind::Augment:  // never reached: the walk stops above it
         break;
       case Kind::Dense:
         k.gemm(dense_filter_gemm(layer, n, in, d, dkernel), ex);

@@ -22,8 +22,9 @@ from fastnn import _naming, activations, initializers, reference
 
 __all__ = ["ELU", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",
            "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Input",
-           "InputLayer", "Layer", "LeakyReLU", "MaxPooling2D", "ReLU", "Rescaling", "Reshape",
-           "Softmax"]
+           "InputLayer", "Layer", "LeakyReLU", "MaxPooling2D", "RandomContrast", "RandomCrop",
+           "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "ReLU",
+           "Rescaling", "Reshape", "Softmax"]
 
 # ---------------------------------------------------------------------------
 # argument checks
@@ -759,9 +760,232 @@ class BatchNormalization(Layer):
                 **{f"{what}_initializer": config for what, config in self._init_configs.items()}}
 
 
+# ---------------------------------------------------------------------------
+# augmentation: random in training, the identity at inference (RandomCrop: its center
+# crop); run in the engine (C++/CUDA), seeded by the model's seed or the layer's own
+# ---------------------------------------------------------------------------
+
+_FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+_INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def _factor_range(value, what, owner, low=-1.0, high=1.0, symmetric=True):
+    """Keras's factor: a number f meaning (-f, f) (or (f, f) with symmetric=False, for
+    RandomContrast's lower and upper), or a (lower, upper) pair; each within [low, high]."""
+    if isinstance(value, (tuple, list)):
+        pair = tuple(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        pair = (-value, value) if symmetric else (value, value)
+    else:
+        pair = ()
+    if (len(pair) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                  and math.isfinite(v) for v in pair)):
+        raise ValueError(f"{owner}: {what} must be a number or a (lower, upper) pair, "
+                         f"got {value!r}")
+    pair = (float(pair[0]), float(pair[1]))
+    if symmetric and pair[0] > pair[1]:
+        raise ValueError(f"{owner}: {what} lower bound {pair[0]} is above its upper bound "
+                         f"{pair[1]}")
+    if not all(low <= v <= high for v in pair):
+        raise ValueError(f"{owner}: {what} must lie in [{low}, {high}], got {value!r}")
+    return pair
+
+
+class _RandomImageLayer(Layer):
+    """What the augmentation layers share: a seed, image inputs, an engine dict."""
+
+    mode = None
+
+    def __init__(self, seed=None, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.where)
+        if seed is not None and not (_is_int(seed) and 0 <= seed < 2**64):
+            raise ValueError(f"{self.where}: seed must be None or an int in [0, 2**64), "
+                             f"got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+
+    def compute_output_shape(self, input_shape):
+        _image_input(input_shape, self.where)
+        return input_shape
+
+    def _engine_fields(self):
+        return {}
+
+    def engine_spec(self):
+        return {"type": "augment", "mode": self.mode, "seed": self.seed, **self._engine_fields()}
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class _FillingLayer(_RandomImageLayer):
+    """The geometric ones: fill_mode, fill_value and interpolation as Keras's."""
+
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", fill_value=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if fill_mode not in _FILL_MODES:
+            raise ValueError(f"{self.where}: fill_mode must be one of "
+                             f"{', '.join(map(repr, _FILL_MODES))}, got {fill_mode!r}")
+        if interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"{self.where}: interpolation must be one of "
+                             f"{', '.join(map(repr, _INTERPOLATIONS))}, got {interpolation!r}")
+        self.fill_mode, self.interpolation = fill_mode, interpolation
+        self.fill_value = _real(fill_value, "fill_value", self.where)
+
+    def _engine_fields(self):
+        return {"fill_mode": self.fill_mode, "interpolation": self.interpolation,
+                "fill_value": self.fill_value}
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode,
+                "interpolation": self.interpolation, "fill_value": self.fill_value}
+
+
+class RandomFlip(_RandomImageLayer):
+    """Flips each image left-right and/or up-down with probability 1/2 each."""
+
+    base_name = "random_flip"
+    mode = "flip"
+    MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+    def __init__(self, mode="horizontal_and_vertical", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"{self.where}: mode must be one of "
+                             f"{', '.join(map(repr, self.MODES))}, got {mode!r}")
+        self.flip_mode = mode
+
+    def _engine_fields(self):
+        return {"flip_horizontal": "horizontal" in self.flip_mode,
+                "flip_vertical": "vertical" in self.flip_mode}
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.flip_mode}
+
+
+class RandomTranslation(_FillingLayer):
+    """Shifts each image by a random fraction of its height and width."""
+
+    base_name = "random_translation"
+    mode = "translation"
+
+    def __init__(self, height_factor, width_factor, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor = _factor_range(height_factor, "height_factor", self.where)
+        self.width_factor = _factor_range(width_factor, "width_factor", self.where)
+
+    def _engine_fields(self):
+        return {**super()._engine_fields(), "translate_height": list(self.height_factor),
+                "translate_width": list(self.width_factor)}
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": list(self.height_factor),
+                "width_factor": list(self.width_factor)}
+
+
+class RandomRotation(_FillingLayer):
+    """Rotates each image about its center by a random fraction of a full turn."""
+
+    base_name = "random_rotation"
+    mode = "rotation"
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = _factor_range(factor, "factor", self.where, -math.inf, math.inf)
+
+    def _engine_fields(self):
+        return {**super()._engine_fields(), "rotation": list(self.factor)}
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor)}
+
+
+class RandomZoom(_FillingLayer):
+    """Zooms each image by a random factor (positive: out, negative: in); width_factor None
+    keeps the aspect ratio."""
+
+    base_name = "random_zoom"
+    mode = "zoom"
+
+    def __init__(self, height_factor, width_factor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor = _factor_range(height_factor, "height_factor", self.where, -1.0,
+                                           math.inf)
+        self.width_factor = (None if width_factor is None else
+                             _factor_range(width_factor, "width_factor", self.where, -1.0,
+                                           math.inf))
+
+    def _engine_fields(self):
+        return {**super()._engine_fields(), "zoom_height": list(self.height_factor),
+                "zoom_width": None if self.width_factor is None else list(self.width_factor)}
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": list(self.height_factor),
+                "width_factor": None if self.width_factor is None else list(self.width_factor)}
+
+
+class RandomCrop(_RandomImageLayer):
+    """Crops a random (height, width) window in training (one offset per batch, as Keras);
+    at inference the center crop to the target's aspect ratio, resized to (height, width)
+    as Keras documents it (Keras 3.15 itself passes the images through unresized, which
+    changes the output shape between training and inference)."""
+
+    base_name = "random_crop"
+    mode = "crop"
+
+    def __init__(self, height, width, **kwargs):
+        super().__init__(**kwargs)
+        self.height = _positive_int(height, f"{self.where}: height")
+        self.width = _positive_int(width, f"{self.where}: width")
+
+    def compute_output_shape(self, input_shape):
+        _image_input(input_shape, self.where)
+        return self.height, self.width, input_shape[2]
+
+    def _engine_fields(self):
+        return {"crop": [self.height, self.width]}
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+class RandomContrast(_RandomImageLayer):
+    """Scales each image's deviation from its per-channel mean by a random factor in
+    [1 - lower, 1 + upper] (a single factor f: [1, 1 + f], as Keras 3), then clips to
+    value_range."""
+
+    base_name = "random_contrast"
+    mode = "contrast"
+
+    def __init__(self, factor, value_range=(0, 255), **kwargs):
+        super().__init__(**kwargs)
+        # As Keras 3 reads it: a number f means (lower, upper) = (0, f), a pair is sorted,
+        # each in [0, 1].
+        if isinstance(factor, numbers.Real) and not isinstance(factor, bool):
+            factor = (0.0, abs(factor)) if -1 <= factor <= 1 else (factor, factor)
+        elif isinstance(factor, (tuple, list)) and len(factor) == 2:
+            factor = tuple(sorted(factor))
+        self.factor = _factor_range(factor, "factor", self.where, 0.0, 1.0, symmetric=False)
+        value_range = tuple(value_range) if isinstance(value_range, (tuple, list)) else ()
+        if len(value_range) != 2 or not value_range[0] < value_range[1]:
+            raise ValueError(f"{self.where}: value_range must be a (low, high) pair with "
+                             f"low < high, got {value_range!r}")
+        self.value_range = (_real(value_range[0], "value_range", self.where),
+                            _real(value_range[1], "value_range", self.where))
+
+    def _engine_fields(self):
+        return {"contrast": list(self.factor), "value_range": list(self.value_range)}
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor),
+                "value_range": list(self.value_range)}
+
+
 # Class names in saved model configs -> classes.
 LAYER_CLASSES = {cls.__name__: cls
                  for cls in (InputLayer, Conv2D, MaxPooling2D, AveragePooling2D,
                              GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape, Dense,
                              Dropout, Activation, ReLU, LeakyReLU, ELU, Softmax,
-                             BatchNormalization, Rescaling)}
+                             BatchNormalization, Rescaling, RandomFlip, RandomTranslation,
+                             RandomRotation, RandomZoom, RandomCrop, RandomContrast)}

@@ -404,3 +404,27 @@ def regression_loss(y, targets, kind, delta=1.0, device="cpu"):
     # NaN and infinities reach the binding, whose message names them.
     return _C.regression_loss(_floats(y, "y"), _floats(targets, "targets"), kind,
                               _real(delta, "delta", finite=False), device=_device(device))
+
+
+# ==== augmentation (random image layers) ====
+
+__all__ += ["augment"]
+
+
+def augment(x, spec, stream=0, training=True, device="cpu"):
+    """One of Keras 3's random image layers on x (N, H, W, C): ``spec`` is the engine's
+    layer dict, {"mode": "flip" | "translation" | "rotation" | "zoom" | "crop" | "contrast",
+    ...} with the keys csrc/bindings/augment_dict.h lists (flip_horizontal/flip_vertical,
+    rotation [lo, hi] in turns, zoom_height/zoom_width, translate_height/translate_width,
+    crop [height, width], contrast [lower, upper] and value_range, fill_mode, fill_value,
+    interpolation); ``stream`` (an int in [0, 2**64)) seeds every image's draws
+    (fastnn.reference.augment). training=False is the identity, except crop's centred
+    crop and resize. Returns y (N, H, W, C), or (N, height, width, C) for crop."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a dict (an augmentation layer's), got "
+                        f"{type(spec).__name__} {spec!r}")
+    spec = dict(spec)
+    spec.setdefault("type", "augment")
+    stream = _int_in(stream, "stream", 0, 2**64 - 1)
+    return _C.augment(_floats(x, "x"), spec, stream, _bool(training, "training"),
+                      device=_device(device))

@@ -723,3 +723,205 @@ def regression_loss(y, targets, kind, delta=1.0):
         loss = np.mean(np.where(quadratic, 0.5 * e * e, delta * (np.abs(e) - 0.5 * delta)))
         dy = np.where(quadratic, e, delta * np.sign(e))
     return loss, dy / y.size
+
+
+# ---- the counter-based hash behind dropout's, the epoch order's and augmentation's coins
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64_int(z):
+    """splitmix64 of one Python int, wrapping mod 2**64."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _splitmix64_array(z):
+    """splitmix64 of a uint64 array, in place (NumPy array arithmetic wraps mod 2**64)."""
+    z += np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+# ==== augmentation (random image layers) ====
+
+# Keras 3's random image layers (RandomFlip, RandomTranslation, RandomRotation, RandomZoom,
+# RandomCrop, RandomContrast) as one op, the spec of csrc/augment.h. Each random quantity
+# is the coin u = (splitmix64(stream + k) >> 40) * 2**-24 with k = 16 * image + quantity
+# (the slots below); a uniform on [lo, hi) is lo + u * (hi - lo). Drawn per image, as
+# Keras draws them, except the crop's offset: one per batch (image 0's slots), as Keras.
+
+AUGMENT_DRAWS = 16
+(AUGMENT_FLIP, AUGMENT_ROTATION, AUGMENT_ZOOM_HEIGHT, AUGMENT_ZOOM_WIDTH,
+ AUGMENT_TRANSLATE_HEIGHT, AUGMENT_TRANSLATE_WIDTH, AUGMENT_CONTRAST, AUGMENT_CROP_TOP,
+ AUGMENT_CROP_LEFT) = range(9)
+AUGMENT_MODES = ("flip", "translation", "rotation", "zoom", "crop", "contrast")
+AUGMENT_FILL_MODES = ("reflect", "wrap", "constant", "nearest")
+AUGMENT_INTERPOLATIONS = ("bilinear", "nearest")
+
+
+def augment_coins(stream, images, quantity):
+    """u in [0, 1) for `quantity` of images 0 .. images-1 (float64, on a 2**-24 grid)."""
+    z = np.arange(images, dtype=np.uint64) * np.uint64(AUGMENT_DRAWS)
+    z += np.uint64((int(stream) + quantity) % 2**64)
+    return (_splitmix64_array(z) >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
+
+
+def _augment_uniform(lo, hi, stream, images, quantity):
+    return lo + augment_coins(stream, images, quantity) * (hi - lo)
+
+
+def augment_crop_window(h, w, height, width, stream, training):
+    """RandomCrop's input window (top, left, crop_h, crop_w) for the batch: a random offset
+    when training on an input larger than the target on both axes (Keras's condition),
+    else the largest centred window of the target's aspect (resized to the target)."""
+    if training and h > height and w > width:
+        top = int(np.floor(augment_coins(stream, 1, AUGMENT_CROP_TOP)[0] * (h - height + 1)))
+        left = int(np.floor(augment_coins(stream, 1, AUGMENT_CROP_LEFT)[0] * (w - width + 1)))
+        return top, left, height, width
+    crop_h = max(min(h, int(float(w * height) / width)), 1)
+    crop_w = max(min(w, int(float(h * width) / height)), 1)
+    return (h - crop_h) // 2, (w - crop_w) // 2, crop_h, crop_w
+
+
+def augment_parameters(spec, stream, n, h, w):
+    """The training draws of n images of h x w: {'flips': (n,) bool} for flip, {'matrices':
+    (n, 6)} for rotation, zoom and translation (Keras's a0 a1 a2 b0 b1 b2: output pixel
+    (row i, column j) reads the input at x = a0*j + a1*i + a2, y = b0*j + b1*i + b2),
+    {'contrast': (n,)} for contrast."""
+    mode = spec["mode"]
+    if mode == "flip":
+        return {"flips": augment_coins(stream, n, AUGMENT_FLIP) <= 0.5}  # Keras's <=
+    matrices = np.zeros((n, 6))
+    matrices[:, 0] = matrices[:, 4] = 1.0
+    if mode == "rotation":
+        lo, hi = spec["rotation"]
+        angle = _augment_uniform(lo, hi, stream, n, AUGMENT_ROTATION) * 360.0 * (math.pi / 180.0)
+        cos, sin = np.cos(angle), np.sin(angle)
+        cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
+        matrices[:, 0], matrices[:, 1] = cos, -sin
+        matrices[:, 2] = cx - cx * cos + cy * sin
+        matrices[:, 3], matrices[:, 4] = sin, cos
+        matrices[:, 5] = cy - cx * sin - cy * cos
+    elif mode == "zoom":
+        zy = 1.0 + _augment_uniform(*spec["zoom_height"], stream, n, AUGMENT_ZOOM_HEIGHT)
+        width = spec.get("zoom_width")
+        zx = zy if width is None else 1.0 + _augment_uniform(*width, stream, n, AUGMENT_ZOOM_WIDTH)
+        matrices[:, 0], matrices[:, 2] = zx, (w - 1) / 2.0 * (1.0 - zx)
+        matrices[:, 4], matrices[:, 5] = zy, (h - 1) / 2.0 * (1.0 - zy)
+    elif mode == "translation":
+        ty = _augment_uniform(*spec["translate_height"], stream, n, AUGMENT_TRANSLATE_HEIGHT) * h
+        tx = _augment_uniform(*spec["translate_width"], stream, n, AUGMENT_TRANSLATE_WIDTH) * w
+        matrices[:, 2], matrices[:, 5] = -tx, -ty
+    elif mode == "contrast":
+        lower, upper = spec["contrast"]
+        return {"contrast": _augment_uniform(1.0 - lower, 1.0 + upper, stream, n,
+                                             AUGMENT_CONTRAST)}
+    else:
+        raise ValueError(f"augment_parameters: mode {mode!r} has no per-image draws")
+    return {"matrices": matrices}
+
+
+def _fix_index(index, size, fill_mode):
+    """Keras's (jax.scipy.ndimage.map_coordinates') index under each fill mode."""
+    if fill_mode == "reflect":  # d c b a | a b c d | d c b a
+        r = np.mod(index, 2 * size)
+        return np.where(r < size, r, 2 * size - 1 - r)
+    if fill_mode == "wrap":
+        return np.mod(index, size)
+    return np.clip(index, 0, size - 1)  # nearest; constant's outside reads are masked
+
+
+def _round_half_away(v):
+    """lax.round's rounding (Keras's nearest): halves away from zero, exactly."""
+    t = np.trunc(v)
+    return np.where(v - t >= 0.5, t + 1, np.where(v - t <= -0.5, t - 1, t))
+
+
+def affine_transform(x, matrices, interpolation="bilinear", fill_mode="reflect",
+                     fill_value=0.0):
+    """Keras's ops.image.affine_transform of x (N, H, W, C) by matrices (N, 6) (the first
+    six entries of Keras's 8; no projective part), in float64: bilinear reads the four
+    neighbours of floor(coordinate), nearest rounds half away from zero, and with fill
+    'constant' every neighbour outside the image reads fill_value."""
+    x = np.asarray(x, dtype=np.float64)
+    n, h, w, _ = x.shape
+    i, j = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64),
+                       indexing="ij")
+    out = np.zeros_like(x)
+    for b in range(n):
+        a0, a1, a2, b0, b1, b2 = np.asarray(matrices[b], dtype=np.float64)[:6]
+        xs, ys = a0 * j + (a1 * i + a2), b0 * j + (b1 * i + b2)  # the kernels' order
+        if interpolation == "nearest":
+            nodes_y, nodes_x = [(_round_half_away(ys), 1.0)], [(_round_half_away(xs), 1.0)]
+        else:
+            fy, fx = np.floor(ys), np.floor(xs)
+            nodes_y = [(fy, 1.0 - (ys - fy)), (fy + 1.0, ys - fy)]
+            nodes_x = [(fx, 1.0 - (xs - fx)), (fx + 1.0, xs - fx)]
+        for iy, wy in nodes_y:
+            for ix, wx in nodes_x:
+                iy_, ix_ = iy.astype(np.int64), ix.astype(np.int64)
+                value = x[b, _fix_index(iy_, h, fill_mode), _fix_index(ix_, w, fill_mode)]
+                if fill_mode == "constant":
+                    inside = (iy_ >= 0) & (iy_ < h) & (ix_ >= 0) & (ix_ < w)
+                    value = np.where(inside[..., None], value, fill_value)
+                out[b] += (np.asarray(wy) * wx)[..., None] * value
+    return out
+
+
+def _resize_taps(out, size):
+    src = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0.0, size - 1.0)
+    lo = np.floor(src).astype(np.int64)
+    return lo, np.minimum(lo + 1, size - 1), src - lo
+
+
+def resize_bilinear(x, height, width):
+    """Bilinear resize of x (N, H, W, C) to (N, height, width, C) with half-pixel centres,
+    edge-clamped: Keras's ops.image.resize (antialias=False), in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    y0, y1, wy = _resize_taps(height, x.shape[1])
+    x0, x1, wx = _resize_taps(width, x.shape[2])
+    wy, wx = wy[None, :, None, None], wx[None, None, :, None]
+    top = x[:, y0][:, :, x0] * (1 - wx) + x[:, y0][:, :, x1] * wx
+    bottom = x[:, y1][:, :, x0] * (1 - wx) + x[:, y1][:, :, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def augment(x, spec, stream, training=True):
+    """The augmentation layer `spec` (the engine's layer dict: csrc/bindings/augment_dict.h)
+    on x (N, H, W, C) with coin stream `stream`, in float64. Inference is the identity,
+    except crop: the centred window of the target's aspect, resized to the target."""
+    x = np.asarray(x, dtype=np.float64)
+    n, h, w, _ = x.shape
+    mode = spec["mode"]
+    if mode == "crop":
+        height, width = spec["crop"]
+        top, left, crop_h, crop_w = augment_crop_window(h, w, height, width, stream, training)
+        window = x[:, top:top + crop_h, left:left + crop_w]
+        if (crop_h, crop_w) == (height, width):
+            return window.copy()
+        return resize_bilinear(window, height, width)
+    if not training:
+        return x.copy()
+    drawn = augment_parameters(spec, stream, n, h, w)
+    if mode == "flip":
+        y = x.copy()
+        flips = drawn["flips"]
+        if spec["flip_horizontal"]:
+            y[flips] = y[flips][:, :, ::-1]
+        if spec["flip_vertical"]:
+            y[flips] = y[flips][:, ::-1]
+        return y
+    if mode == "contrast":
+        lo, hi = spec.get("value_range", (0.0, 255.0))
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        factor = drawn["contrast"][:, None, None, None]
+        return np.clip((x - mean) * factor + mean, lo, hi)
+    return affine_transform(x, drawn["matrices"], spec.get("interpolation", "bilinear"),
+                            spec.get("fill_mode", "reflect"), spec.get("fill_value", 0.0))

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from fastnn import reference as ref
+from fastnn.reference import _splitmix64_array, _splitmix64_int
 
 __all__ = ["ReferenceNet", "dropout_keep_mask", "shuffle_order"]
 
@@ -32,25 +33,6 @@ _MASK64 = (1 << 64) - 1
 # dropout masks and epoch orders: counter-based hashes, so the engine and this reference
 # draw the same ones
 # ---------------------------------------------------------------------------
-
-def _splitmix64_int(z):
-    """splitmix64 of one Python int, wrapping mod 2**64."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _splitmix64_array(z):
-    """splitmix64 of a uint64 array, in place (NumPy array arithmetic wraps mod 2**64)."""
-    z += np.uint64(0x9E3779B97F4A7C15)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return z
-
 
 def dropout_keep_mask(shape, rate, seed, layer_index, iteration):
     """Boolean keep-mask of a dropout layer, as CONTRACT.md defines it.

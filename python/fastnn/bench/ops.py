@@ -344,7 +344,7 @@ def cases(batches=(BATCH,)):
                                    _softmax_cross_entropy(n), _softmax(n),
                                    _dropout((n,) + RELU)])
             + per_batch(_activation_cases) + per_batch(_pool_norm_cases)
-            + per_batch(_loss_cases)
+            + per_batch(_loss_cases) + per_batch(_augment_cases)
             + [_adam(), _sgd(), _gemm()])
 
 
@@ -794,3 +794,53 @@ def _print_floor(report, results, contenders, cuda, out):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ==== augmentation (random image layers) ====
+
+AUGMENT_IMAGE = (28, 28, 1)
+AUGMENT_ROTATION = {"type": "augment", "mode": "rotation", "rotation": [-0.1, 0.1],
+                    "fill_mode": "reflect", "fill_value": 0.0, "interpolation": "bilinear"}
+AUGMENT_CONTRAST = {"type": "augment", "mode": "contrast", "contrast": [0.3, 0.3],
+                    "value_range": [0.0, 255.0]}
+
+
+def _augment_cases(batch):
+    """RandomRotation (bilinear, reflect) and RandomContrast at MNIST's shape, training. PyTorch's
+    natural equivalents draw per image too: affine_grid + grid_sample (bilinear, reflection
+    padding) for the rotation, and mean / scale / clamp ops for the contrast."""
+    shape = (batch,) + AUGMENT_IMAGE
+
+    def case(op, spec, torch_call):
+        def setup(rng, torch, device):
+            x = (rng.random(shape) * 255).astype(np.float32)
+            calls = {"fastnn": lambda: ops.augment(x, spec, 0, device=device),
+                     "numpy": lambda: reference.augment(x, spec, 0)}
+            if torch is not None:
+                calls["torch"] = torch_call(torch, _nchw(torch, x, device))
+            return calls
+        return Case(op, "forward", _shape(shape), None, setup)
+
+    def torch_rotation(torch, xt):
+        def rotate():
+            turns = torch.empty(batch, device=xt.device).uniform_(*AUGMENT_ROTATION["rotation"])
+            angle = turns * (2 * math.pi)
+            cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1),
+                                 torch.stack([sin, cos, zero], 1)], 1)
+            grid = torch.nn.functional.affine_grid(theta, list(xt.shape), align_corners=False)
+            return torch.nn.functional.grid_sample(xt, grid, mode="bilinear",
+                                                   padding_mode="reflection", align_corners=False)
+        return rotate
+
+    def torch_contrast(torch, xt):
+        lower, upper = AUGMENT_CONTRAST["contrast"]
+
+        def contrast():
+            factor = torch.empty(batch, 1, 1, 1, device=xt.device).uniform_(1 - lower, 1 + upper)
+            mean = xt.mean(dim=(2, 3), keepdim=True)
+            return ((xt - mean) * factor + mean).clamp(*AUGMENT_CONTRAST["value_range"])
+        return contrast
+
+    return [case("augment_rotation", AUGMENT_ROTATION, torch_rotation),
+            case("augment_contrast", AUGMENT_CONTRAST, torch_contrast)]
