@@ -174,7 +174,21 @@ class _ProbabilisticLoss(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class CategoricalCrossentropy(_ProbabilisticLoss):
+class _SmoothedLoss(_ProbabilisticLoss):
+    """A cross-entropy with Keras's label_smoothing, over the last axis."""
+
+    def __init__(self, from_logits, label_smoothing, axis, name, **kwargs):
+        super().__init__(from_logits, name, **kwargs)
+        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
+        if axis != -1:
+            raise NotImplementedError(f"{type(self).__name__}: axis={axis!r} is not "
+                                      f"supported; only the last axis (-1) is")
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_SmoothedLoss):
     """Cross-entropy for one-hot (or soft) labels of shape (N, classes)."""
 
     engine_type = "categorical_crossentropy"
@@ -182,11 +196,7 @@ class CategoricalCrossentropy(_ProbabilisticLoss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  name="categorical_crossentropy", **kwargs):
-        super().__init__(from_logits, name, **kwargs)
-        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
-        if axis != -1:
-            raise NotImplementedError(f"{type(self).__name__}: axis={axis!r} is not "
-                                      f"supported; only the last axis (-1) is")
+        super().__init__(from_logits, label_smoothing, axis, name, **kwargs)
 
     def call(self, y_true, y_pred):
         return categorical_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
@@ -205,9 +215,6 @@ class CategoricalCrossentropy(_ProbabilisticLoss):
         if self.label_smoothing:
             t = t * (1 - self.label_smoothing) + self.label_smoothing / classes
         return t.astype(np.float32)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 class SparseCategoricalCrossentropy(_ProbabilisticLoss):
@@ -246,7 +253,7 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
         return np.ascontiguousarray(y.reshape(-1, 1), dtype=np.float32)
 
 
-class BinaryCrossentropy(_ProbabilisticLoss):
+class BinaryCrossentropy(_SmoothedLoss):
     """Binary (or multi-label) cross-entropy: one probability per output, targets in [0, 1]."""
 
     engine_type = "binary_crossentropy"
@@ -254,11 +261,7 @@ class BinaryCrossentropy(_ProbabilisticLoss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  name="binary_crossentropy", **kwargs):
-        super().__init__(from_logits, name, **kwargs)
-        self.label_smoothing = _smoothing(label_smoothing, type(self).__name__)
-        if axis != -1:
-            raise NotImplementedError(f"{type(self).__name__}: axis={axis!r} is not "
-                                      f"supported; only the last axis (-1) is")
+        super().__init__(from_logits, label_smoothing, axis, name, **kwargs)
 
     def call(self, y_true, y_pred):
         return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
@@ -268,9 +271,6 @@ class BinaryCrossentropy(_ProbabilisticLoss):
         if self.label_smoothing:
             t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         return t.astype(np.float32)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 class _RegressionLoss(Loss):
