@@ -252,3 +252,41 @@ def test_augmentation_trains_alike_on_both_engines():
         trained[device] = model.get_weights()
     for a, b in zip(trained["cpu"], trained["cuda"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+# ---- issue 13's first pieces: get_layer, one-argument schedules, learning_rate in the logs
+
+def test_get_layer_by_name_and_index():
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3, name="hidden"),
+                               layers.Dense(2, name="out")])
+    assert model.get_layer("out") is model.layers[1] and model.get_layer(index=0).name == "hidden"
+    assert model.get_layer(index=-1).name == "out"
+    for kwargs, words in ((dict(name="nope"), ["no layer named 'nope'", "'hidden'"]),
+                          (dict(index=5), ["index 5", "2 layers"]), (dict(), ["either"]),
+                          (dict(name="out", index=1), ["either"])):
+        with pytest.raises(ValueError) as info:
+            model.get_layer(**kwargs)
+        for word in words:
+            assert word in str(info.value)
+
+
+@pytest.mark.parametrize("schedule", [lambda epoch: 0.01 / (epoch + 1),
+                                      lambda epoch, lr: 0.01 / (epoch + 1)])
+def test_learning_rate_scheduler_takes_both_forms_and_logs_the_rate(schedule):
+    model = models.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = rng().standard_normal((16, 4)).astype(np.float32)
+    history = model.fit(x, np.arange(16) % 2, epochs=3, verbose=0,
+                        callbacks=[fastnn.callbacks.LearningRateScheduler(schedule)])
+    np.testing.assert_allclose(history.history["learning_rate"], [0.01, 0.005, 0.01 / 3])
+    assert model.optimizer.learning_rate == pytest.approx(0.01 / 3)
+
+
+def test_learning_rate_scheduler_rejects_what_is_not_a_rate():
+    model = models.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        model.fit(np.zeros((4, 4)), np.zeros(4), verbose=0,
+                  callbacks=[fastnn.callbacks.LearningRateScheduler(lambda epoch: "fast")])
+    with pytest.raises(TypeError, match="schedule must be a function"):
+        fastnn.callbacks.LearningRateScheduler(0.1)

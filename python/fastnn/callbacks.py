@@ -7,7 +7,9 @@ training by setting ``self.model.stop_training = True``; fit checks it after eve
 """
 
 import csv
+import inspect
 import math
+import numbers
 import os
 import warnings
 
@@ -280,19 +282,46 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
+def _positional_arity(function):
+    """How many positional arguments ``function`` takes (2 when it takes any number)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: Keras's new form
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return 2
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
 class LearningRateScheduler(Callback):
-    """Sets the learning rate at each epoch start to ``schedule(epoch, current_lr)``."""
+    """Sets the learning rate at each epoch start to ``schedule(epoch, current_lr)``, or
+    ``schedule(epoch)`` for a one-argument schedule (both forms, as Keras takes them), and
+    records it in the epoch's logs as ``learning_rate``."""
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function of (epoch) or "
+                            f"(epoch, learning_rate), got {schedule!r}")
         self.schedule = schedule
         self.verbose = verbose
+        self._arity = _positional_arity(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
-        rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
-        self.model.optimizer.learning_rate = rate
+        current = self.model.optimizer.learning_rate
+        rate = self.schedule(epoch, current) if self._arity >= 2 else self.schedule(epoch)
+        if (isinstance(rate, bool) or not isinstance(rate, (numbers.Real, np.floating))
+                or not math.isfinite(rate) or rate < 0):
+            raise ValueError(f"LearningRateScheduler: the schedule must return a finite "
+                             f"number >= 0 (a float), got {rate!r} at epoch {epoch}")
+        self.model.optimizer.learning_rate = float(rate)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {rate}.")
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(rate)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
 class LambdaCallback(Callback):

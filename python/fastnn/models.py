@@ -92,6 +92,24 @@ class Sequential:
                              f"Give the first layer input_shape=..., start with "
                              f"layers.Input(shape=...), or call build(), fit() or predict()")
 
+    def get_layer(self, name=None, index=None):
+        """A layer by its name or its index in ``layers`` (one of them), as Keras's."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self.name}.get_layer: provide either a layer name or a layer "
+                             f"index, got name={name!r}, index={index!r}")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"{self.name}.get_layer: index must be an int, got {index!r}")
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"{self.name}.get_layer: index {index} is out of range: the "
+                                 f"model has {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}.get_layer: no layer named {name!r}; its layers are "
+                         f"{', '.join(repr(layer.name) for layer in self._layers)}")
+
     def add(self, layer):
         """Append ``layer``; with the input shape known, its shape is checked now (ValueError)."""
         if not isinstance(layer, Layer):
