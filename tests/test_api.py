@@ -528,21 +528,22 @@ def test_verbose_output_formats(capsys):
     model.fit(x, y, epochs=2, batch_size=16, verbose=1)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
-    assert re.fullmatch(r"3/3 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4} - "
-                        r"accuracy: \d\.\d{4}", lines[1])
+    # Keras 3's order: the metrics, then the loss
+    assert re.fullmatch(r"3/3 \[={30}\] - \d+s \d+(us|ms|s)/step - accuracy: \d\.\d{4} - "
+                        r"loss: \d\.\d{4}", lines[1])
 
     model.fit(x, y, epochs=1, batch_size=16, validation_split=0.25, verbose=2)
     (line,) = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"2/2 - \d+s - loss: \d\.\d{4} - accuracy: \d\.\d{4} - val_loss: "
-                        r"\d\.\d{4} - val_accuracy: \d\.\d{4} - \d+s/epoch - "
+    assert re.fullmatch(r"2/2 - \d+s - accuracy: \d\.\d{4} - loss: \d\.\d{4} - val_accuracy: "
+                        r"\d\.\d{4} - val_loss: \d\.\d{4} - \d+s/epoch - "
                         r"\d+(us|ms|s)/step", line)
 
     model.fit(x, y, verbose=0)
     model.predict(x)
     assert capsys.readouterr().out == ""
     model.evaluate(x, y)
-    assert re.fullmatch(r"2/2 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4} - "
-                        r"accuracy: \d\.\d{4}\n", capsys.readouterr().out)
+    assert re.fullmatch(r"2/2 \[={30}\] - \d+s \d+(us|ms|s)/step - accuracy: \d\.\d{4} - "
+                        r"loss: \d\.\d{4}\n", capsys.readouterr().out)
 
 
 def test_progress_bar_redraws_on_a_terminal(monkeypatch):
@@ -556,8 +557,8 @@ def test_progress_bar_redraws_on_a_terminal(monkeypatch):
     small_model().fit(x, y, batch_size=4, verbose=1)
     out = terminal.getvalue()
     assert out.startswith("\r 1/10 [==>...........................] - ETA: ")
-    assert re.search(r"\r10/10 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: \d\.\d{4} - "
-                     r"accuracy: \d\.\d{4} *\n$", out)
+    assert re.search(r"\r10/10 \[={30}\] - \d+s \d+(us|ms|s)/step - accuracy: \d\.\d{4} - "
+                     r"loss: \d\.\d{4} *\n$", out)
 
 
 # ---------------------------------------------------------------------------

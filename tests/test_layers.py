@@ -290,3 +290,18 @@ def test_learning_rate_scheduler_rejects_what_is_not_a_rate():
                   callbacks=[fastnn.callbacks.LearningRateScheduler(lambda epoch: "fast")])
     with pytest.raises(TypeError, match="schedule must be a function"):
         fastnn.callbacks.LearningRateScheduler(0.1)
+
+
+def test_logs_and_history_keys_in_keras_3_order():
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = rng().random((32, 4)).astype(np.float32), np.arange(32) % 3
+    history = model.fit(x, y, verbose=0, validation_split=0.25,
+                        callbacks=[fastnn.callbacks.LearningRateScheduler(lambda epoch: 0.01)])
+    # as Keras 3.15 lists them for the same script
+    assert list(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss",
+                                     "learning_rate"]
+    assert list(model.evaluate(x, y, verbose=0, return_dict=True)) == ["accuracy", "loss"]
+    assert list(model.train_on_batch(x, y, return_dict=True)) == ["accuracy", "loss"]
+    loss, accuracy = model.evaluate(x, y, verbose=0)  # the list form keeps the loss first
+    assert 0 <= accuracy <= 1 and loss > 0

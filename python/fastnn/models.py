@@ -366,8 +366,9 @@ class Sequential:
         return x, targets
 
     def _logs(self, loss, accuracy, prefix=""):
-        logs = {prefix + "loss": loss}
-        logs.update((prefix + name, accuracy) for name in self._metric_names)
+        """The logs in Keras 3's order: the metrics, then the loss."""
+        logs = {prefix + name: accuracy for name in self._metric_names}
+        logs[prefix + "loss"] = loss
         return logs
 
     def _results(self, loss, accuracy, return_dict):
