@@ -76,6 +76,10 @@ void augment_resident(const AugmentStep& s, const float* x, float* y, const Trai
 // state->outputs at the current step's rows.
 void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,
                      const TrainState* state, cudaStream_t stream);
+// The mean of `count` floats into *mean (double), one block in a fixed order: every loss
+// kernel's last step.
+void mean_of(int64_t count, const float* values, double* mean, cudaStream_t stream);
+
 // Accuracy kinds of finish_step (plan.h's LossSpec::Accuracy).
 constexpr int kAccuracyNone = 0, kAccuracyArgmax = 1, kAccuracyBinary = 2;
 

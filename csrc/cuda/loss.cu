@@ -1,7 +1,7 @@
 // loss.cu — the element-wise losses with the CPU code's formulas (cpu/loss.cpp): sigmoid
 // + binary cross-entropy on logits, and the regression losses (squared, absolute, Huber).
-// One grid-stride launch writes each element's gradient and loss; a one-block kernel
-// takes the mean of the losses in double, in a fixed shape, so the bits never vary.
+// One grid-stride launch writes each element's gradient and loss; mean_of (softmax_xent.cu)
+// takes their mean in double, in a fixed shape, so the bits never vary.
 // (The categorical cross-entropy, a softmax per row, is in softmax_xent.cu.)
 #include <cmath>
 
@@ -11,10 +11,6 @@
 
 namespace fastnn::cuda {
 namespace {
-
-constexpr int kWarp = 32;
-constexpr int kWarpsPerBlock = kGridThreads / kWarp;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // e = exp(−|z|), s = sigmoid(−|z|): loss max(z, 0) − z·t + log1p(e), gradient
 // (sigmoid(z) − t)/count, each in the form that keeps its digits for a large |z|.
@@ -59,31 +55,6 @@ __global__ void regression_kernel(RegressionLoss r, int64_t count, float inv_cou
   }
 }
 
-// Butterfly sum: lanes i and i^offset add the same two values, so all end with the same
-// bits.
-__device__ double warp_sum(double value) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullMask, value, offset);
-  }
-  return value;
-}
-
-// One block: thread t sums elements t, t + kGridThreads, ... in order, then the partials
-// combine by warp butterflies and in warp order — a fixed shape for a given count.
-__global__ void mean_kernel(int64_t count, const float* losses, double* loss) {
-  __shared__ double warp_totals[kWarpsPerBlock];
-  double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < count; i += kGridThreads) sum += losses[i];
-  sum = warp_sum(sum);
-  if (threadIdx.x % kWarp == 0) warp_totals[threadIdx.x / kWarp] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kWarpsPerBlock; ++w) total += warp_totals[w];
-    *loss = total / static_cast<double>(count);
-  }
-}
-
 }  // namespace
 
 void sigmoid_cross_entropy(int64_t count, const float* logits, const float* targets,
@@ -94,8 +65,7 @@ void sigmoid_cross_entropy(int64_t count, const float* logits, const float* targ
   sigmoid_xent_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(
       count, inv_count, logits, targets, dlogits, ex.workspace);
   check_launch("sigmoid_xent_kernel");
-  mean_kernel<<<1, kGridThreads, 0, stream>>>(count, ex.workspace, loss);
-  check_launch("mean_kernel");
+  mean_of(count, ex.workspace, loss, stream);
 }
 
 void regression_loss(const RegressionLoss& r, int64_t count, const float* y,
@@ -106,8 +76,7 @@ void regression_loss(const RegressionLoss& r, int64_t count, const float* y,
   regression_kernel<<<grid_blocks(count), kGridThreads, 0, stream>>>(
       r, count, inv_count, y, targets, dy, ex.workspace);
   check_launch("regression_kernel");
-  mean_kernel<<<1, kGridThreads, 0, stream>>>(count, ex.workspace, loss);
-  check_launch("mean_kernel");
+  mean_of(count, ex.workspace, loss, stream);
 }
 
 }  // namespace fastnn::cuda

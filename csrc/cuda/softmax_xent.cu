@@ -205,6 +205,11 @@ int row_blocks(int64_t rows) {
 
 }  // namespace
 
+void mean_of(int64_t count, const float* values, double* mean, cudaStream_t stream) {
+  mean_loss_kernel<<<1, kThreads, 0, stream>>>(count, values, mean);
+  check_launch("mean_loss_kernel");
+}
+
 void predict_outputs(int64_t rows, int64_t classes, const float* logits, bool softmax,
                      const TrainState* state, cudaStream_t stream) {
   if (rows <= 0 || classes <= 0) return;
@@ -227,8 +232,7 @@ void softmax_cross_entropy(int64_t n, int64_t classes, const float* logits,
   softmax_xent_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(n, classes, inv_n, logits,
                                                                    labels, dlogits, ex.workspace);
   check_launch("softmax_xent_rows_kernel");
-  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, ex.workspace, loss);
-  check_launch("mean_loss_kernel");
+  mean_of(n, ex.workspace, loss, stream);
 }
 
 void categorical_cross_entropy(int64_t n, int64_t classes, const float* logits,
@@ -240,8 +244,7 @@ void categorical_cross_entropy(int64_t n, int64_t classes, const float* logits,
   categorical_xent_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(
       n, classes, inv_n, logits, targets, dlogits, ex.workspace);
   check_launch("categorical_xent_rows_kernel");
-  mean_loss_kernel<<<1, kThreads, 0, stream>>>(n, ex.workspace, loss);
-  check_launch("mean_loss_kernel");
+  mean_of(n, ex.workspace, loss, stream);
 }
 
 }  // namespace fastnn::cuda
